@@ -1,0 +1,34 @@
+# Two entry points (see README): `make book` runs the main job, `make test` runs the tests.
+# Each creates .venv on first use and installs what it needs into it.
+
+PYTHON ?= python3
+VENV ?= .venv
+# A known torch build; override for your platform, e.g. TORCH="torch torchvision" or a CPU index.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+.PHONY: book params test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[dev,book]'
+	touch $@
+
+## The main job: parameter accounting and the book (the study's runs join with the engine).
+book: $(STAMP)
+	$(VENV)/bin/vitcf params
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "open _build/html/index.html"
+
+params: $(STAMP)
+	$(VENV)/bin/vitcf params
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2
+
+clean:
+	rm -rf _build

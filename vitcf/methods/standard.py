@@ -1,0 +1,66 @@
+"""Standard fine-tuning: all weights, the top k blocks, or the classifier alone (a linear probe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .base import Method, check_int, classifier, register, train_only
+
+
+@register
+@dataclass(frozen=True)
+class Full(Method):
+    """Every parameter trains: embeddings, all blocks, the final norm and the classifier."""
+
+    name = "full"
+    family = "standard"
+
+    @property
+    def label(self) -> str:
+        return "Full"
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        classifier(model)
+        return model.requires_grad_(True)
+
+
+@register
+@dataclass(frozen=True)
+class TopK(Method):
+    """The last k transformer blocks and the classifier train; the final LayerNorm stays frozen,
+    as in the reference implementation (it sits after the blocks but is not one of them)."""
+
+    name = "top_k"
+    family = "standard"
+    k: int = 3
+
+    def __post_init__(self):
+        check_int(self.name, "k", self.k, minimum=1)
+
+    @property
+    def label(self) -> str:
+        return f"Top-{self.k}"
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        depth = len(model.blocks)
+        if self.k > depth:
+            raise ValueError(f"top_k: k={self.k} exceeds the model's depth; allowed: 1..{depth}")
+        return train_only(model, *model.blocks[depth - self.k:], classifier(model))
+
+
+@register
+@dataclass(frozen=True)
+class Linear(Method):
+    """Only the new classifier trains (a linear probe on frozen features)."""
+
+    name = "linear"
+    family = "standard"
+
+    @property
+    def label(self) -> str:
+        return "Linear"
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        return train_only(model, classifier(model))
