@@ -1,4 +1,4 @@
-"""The `vitcf` command line: `vitcf params` (more subcommands join as the study grows)."""
+"""The `vitcf` command line: `vitcf params`, `vitcf run`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,30 @@ def _params(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
     return 0 if all(row["explained"] for row in rows) else 1
+
+
+# Every method hyperparameter, as a command-line option: the method's config validates the values.
+HPARAM_OPTIONS = {"k": int, "r": int, "p": int, "alpha": float, "dropout": float, "target": str}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .study import execute, plan_run
+
+    hparams = {name: getattr(args, name) for name in HPARAM_OPTIONS if getattr(args, name) is not None}
+    plan = plan_run(
+        args.preset, args.method, hparams, args.seed,
+        results_dir=args.results_dir, paper_faithful=args.paper_faithful, steps=args.steps, lr=args.lr,
+        forgetting_steps=tuple(args.forgetting_steps), device=args.device, keep_checkpoint=args.keep_checkpoint,
+        checkpoint=args.checkpoint,
+    )
+    record = execute(plan, force=args.force, progress=not args.quiet)
+    metrics = record["metrics"]
+    knn = ", ".join(f"k={k}: {v:.2f}" for k, v in metrics["knn"].items())
+    status = "exists, skipped (use --force to re-run)" if record.get("skipped") else "written"
+    print(f"{record['label']} seed {record['seed']}: {metrics['new_domain_accuracy']:.2f}% on the new domain; "
+          f"pre-training domain k-NN {knn}")
+    print(f"record {status}: {plan.path}")
+    return 0
 
 
 def format_table(rows: list[dict]) -> str:
@@ -43,6 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("--format", choices=("table", "json"), default="table")
     params.add_argument("--num-classes", type=int, default=100, help="classifier width (CIFAR-100: 100)")
     params.set_defaults(func=_params)
+
+    run = sub.add_parser(
+        "run",
+        help="one fine-tuning run -> one JSON record",
+        description="Fine-tune one method on a preset's new domain, measure forgetting on its "
+        "pre-training domain, and write one record (default folder: results/<preset>/). All "
+        "arguments are checked before any compute; a run whose record exists is skipped.",
+    )
+    run.add_argument("--preset", required=True, help="smoke, mini or paper")
+    run.add_argument("--method", required=True, help="full, top_k, linear, lora or block_expansion")
+    for name, kind in HPARAM_OPTIONS.items():
+        run.add_argument(f"--{name}", type=kind, default=None, help=f"method hyperparameter {name}")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--results-dir", default=None)
+    run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
+    run.add_argument("--lr", type=float, default=None, help="override the grid's learning rate")
+    run.add_argument("--forgetting-steps", type=int, nargs="*", default=[],
+                     help="also probe the pre-training domain after these training steps")
+    run.add_argument("--paper-faithful", action="store_true",
+                     help="select the checkpoint on the test split, as the authors' code does")
+    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    run.add_argument("--checkpoint", default=None,
+                     help="start from this backbone weights file (.safetensors or .pth) instead of the preset's")
+    run.add_argument("--keep-checkpoint", action="store_true", help="save the fine-tuned weights beside the record")
+    run.add_argument("--force", action="store_true", help="re-run even if the record exists")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
     return parser
 
 

@@ -1,0 +1,95 @@
+"""Run records: one JSON file per run, written atomically, with everything needed to trust it.
+
+A record holds the fully resolved configuration, the exact trainable count, the metrics, timings,
+the device, library versions and the git commit. It is written to a temporary file and renamed into
+place, so a crash leaves either the whole record or none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+RESULTS_ROOT = Path("results")
+_LIBRARIES = ("vitcf", "torch", "torchvision", "timm", "peft", "numpy")
+
+
+def config_hash(config: dict) -> str:
+    """A short, stable digest of a configuration (key order does not matter)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def run_name(method: str, hparams: dict, seed: int) -> str:
+    """A readable file stem: 'lora_r8_seed0', 'top_k_k3_seed1', 'full_seed0'."""
+    parts = [method, *(f"{k}{v}" for k, v in sorted(hparams.items())), f"seed{seed}"]
+    return "_".join(str(p).replace("/", "-") for p in parts)
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """Write `data` as JSON atomically: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def read_records(folder: str | os.PathLike) -> list[dict]:
+    """Every run record in `folder` (the baseline and hidden temp files excluded), by name."""
+    return [read_json(p) for p in sorted(Path(folder).glob("*.json")) if p.name != "baseline.json"]
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, suffixed '-dirty' when tracked files differ; None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment(device: torch.device) -> dict:
+    """Where and with what a run happened."""
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    if device.type == "cuda":
+        hardware = torch.cuda.get_device_name(device)
+    else:
+        hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return {
+        "device": str(device),
+        "hardware": hardware,
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_commit": git_commit(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

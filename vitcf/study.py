@@ -1,0 +1,338 @@
+"""One fine-tuning run of the study, end to end: (preset, method, hyperparameters, seed) -> record.
+
+    validate everything -> load both domains -> baseline probe (cached per preset) -> build the
+    backbone and apply the method -> fine-tune with model selection -> accuracy on the new domain's
+    test split -> k-NN (and linear-head) probe of the pre-training domain -> one JSON record
+
+Every argument is checked before any data is read or any file is written, so a bad call costs
+nothing and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import records
+from .backbones import create_backbone, get_spec, pretrained_weights_path
+from .checkpoints import load_into, save_state_dict
+from .data import ImageSet, batches, check_imagenet, holdout_split, imagenet_batches, load_dataset
+from .evaluate import (
+    accuracy,
+    extract_features,
+    fit_linear_head,
+    forgetting,
+    knn_accuracy,
+    linear_head_accuracy,
+)
+from .methods import make_method
+from .params import count_trainable
+from .presets import Preset, get_preset
+from .train import TrainConfig, finetune, input_transform
+
+SCHEMA = 1
+PROBE_SEED = 0  # the k-NN bank and query subsets are the same for every run of a preset
+LINEAR_HEAD_DECAY = 1e-4  # without it the probe head overfits the memory bank
+HISTORY_POINTS = 200  # loss-curve entries kept in a record (plus every selection evaluation)
+
+
+@dataclass
+class Probe:
+    """The pre-training domain as the k-NN probe sees it: a memory bank and scored queries."""
+
+    preset: Preset
+    bank: ImageSet | None  # None: streamed from an ImageNet folder
+    queries: ImageSet | None
+    imagenet_root: Path | None = None
+
+    def batches(self, part: str):
+        size = self.preset.eval_batch_size
+        if self.imagenet_root is not None:
+            split, limit = ("train", self.preset.knn_bank) if part == "bank" else ("val", self.preset.knn_queries)
+            return imagenet_batches(self.imagenet_root, split, size, limit=limit)
+        return batches(self.bank if part == "bank" else self.queries, size, shuffle=False)
+
+    def features(self, model, device, progress) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        spec = get_spec(self.preset.backbone)
+        transform = input_transform(spec.img_size, self.preset.knn_mean, self.preset.knn_std, spec.in_chans)
+        return {
+            part: extract_features(model, self.batches(part), transform, device=device, progress=progress)
+            for part in ("bank", "queries")
+        }
+
+
+def _subset(ds: ImageSet, size: int | None) -> ImageSet:
+    if size is None or size >= len(ds):
+        return ds
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(PROBE_SEED))
+    return ds.subset(order[:size].sort().values)
+
+
+def make_probe(preset: Preset) -> Probe:
+    if preset.pretrain_domain == "imagenet":
+        return Probe(preset, None, None, imagenet_root=check_imagenet(None))
+    return Probe(
+        preset,
+        _subset(load_dataset(preset.pretrain_domain, "train"), preset.knn_bank),
+        _subset(load_dataset(preset.pretrain_domain, "test"), preset.knn_queries),
+    )
+
+
+def probe_scores(probe: Probe, model, head: torch.nn.Linear | None, device, progress) -> dict:
+    feats = probe.features(model, device, progress)
+    scores = {"knn": knn_accuracy(*feats["bank"], *feats["queries"], ks=probe.preset.knn_ks)}
+    if head is not None:
+        scores["linear_head"] = linear_head_accuracy(head, *feats["queries"])
+    return scores
+
+
+def weights_source(preset: Preset, checkpoint: str | Path | None) -> dict:
+    """Where the backbone's starting weights come from, resolved (and hashed) before any compute."""
+    if checkpoint is None and not preset.pretrained:
+        return {"source": "random initialisation", "path": None, "sha256": None}
+    path = Path(checkpoint) if checkpoint is not None else pretrained_weights_path(preset.backbone)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone checkpoint not found: {path}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    source = "checkpoint" if checkpoint is not None else "pre-trained"
+    return {"source": source, "path": str(path), "sha256": digest.hexdigest()}
+
+
+def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, progress) -> tuple[dict, torch.nn.Linear]:
+    """The un-fine-tuned backbone's probe scores and linear head, computed once per preset folder."""
+    path, head_path = folder / "baseline.json", folder / "baseline_head.safetensors"
+    key = records.config_hash({"preset": dataclasses.asdict(preset), "weights": weights["sha256"], "schema": SCHEMA})
+    if path.exists() and head_path.exists() and records.read_json(path).get("key") == key:
+        record = records.read_json(path)
+        head = torch.nn.Linear(record["width"], record["num_classes"])
+        load_into(head, head_path)
+        return record, head
+    started = time.perf_counter()
+    model = create_backbone(preset.backbone, num_classes=0, checkpoint=weights["path"]).to(device)
+    feats = probe.features(model, device, progress)
+    bank_features, bank_labels = feats["bank"]
+    num_classes = int(bank_labels.max()) + 1
+    head = fit_linear_head(bank_features, bank_labels, num_classes, weight_decay=LINEAR_HEAD_DECAY, seed=PROBE_SEED)
+    record = {
+        "key": key,
+        "preset": preset.name,
+        "backbone": preset.backbone,
+        "weights": weights,
+        "width": bank_features.shape[1],
+        "num_classes": num_classes,
+        "bank_size": len(bank_labels),
+        "query_size": len(feats["queries"][1]),
+        "knn": knn_accuracy(*feats["bank"], *feats["queries"], ks=preset.knn_ks),
+        "linear_head": linear_head_accuracy(head, *feats["queries"]),
+        "seconds": time.perf_counter() - started,
+        "environment": records.environment(device),
+    }
+    save_state_dict(head, head_path)
+    records.write_json(path, record)
+    return record, head
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; allowed: cpu")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}; allowed: cpu, cuda, cuda:N")
+    return resolved
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A fully validated run: nothing has been read or written yet."""
+
+    preset: Preset
+    method: object
+    seed: int
+    train: TrainConfig
+    paper_faithful: bool
+    forgetting_steps: tuple[int, ...]
+    device: torch.device
+    path: Path
+    keep_checkpoint: bool
+    weights: dict  # where the backbone's starting weights come from (see weights_source)
+
+
+def plan_run(
+    preset: str,
+    method: str,
+    hparams: dict | None = None,
+    seed: int = 0,
+    *,
+    results_dir: str | Path | None = None,
+    paper_faithful: bool = False,
+    steps: int | None = None,
+    lr: float | None = None,
+    forgetting_steps: tuple[int, ...] = (),
+    device: str | None = None,
+    keep_checkpoint: bool = False,
+    checkpoint: str | Path | None = None,
+) -> RunPlan:
+    """Validate a run's arguments (raises ValueError naming the bad value) and fix its record path."""
+    hparams = dict(hparams or {})
+    spec_preset = get_preset(preset)
+    config = make_method(method, **hparams)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    overrides = {k: v for k, v in {"steps": steps, "lr": lr}.items() if v is not None}
+    spec_preset = dataclasses.replace(spec_preset, **({"steps": steps} if steps is not None else {}))
+    grid_lr, warmup = spec_preset.schedule_for(method, hparams)
+    spec = get_spec(spec_preset.backbone)
+    with torch.device("meta"):  # checks what depends on the architecture (k <= depth, p | depth) for free
+        config.apply(create_backbone(spec_preset.backbone, num_classes=2))
+    train = TrainConfig(
+        steps=spec_preset.steps,
+        batch_size=spec_preset.batch_size,
+        lr=grid_lr if lr is None else lr,
+        warmup_steps=warmup,
+        eval_every=min(spec_preset.eval_every, spec_preset.steps),
+        img_size=spec.img_size,
+        mean=spec_preset.finetune_mean,
+        std=spec_preset.finetune_std,
+        in_chans=spec.in_chans,
+        crop_scale=spec_preset.crop_scale,
+        momentum=spec_preset.momentum,
+        weight_decay=spec_preset.weight_decay,
+        eval_batch_size=spec_preset.eval_batch_size,
+    )
+    bad = [s for s in forgetting_steps if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= train.steps]
+    if bad:
+        raise ValueError(f"forgetting steps must be integers in [0, {train.steps}], got {bad}")
+    if paper_faithful:
+        overrides["paper_faithful"] = True
+    if checkpoint is not None:
+        overrides["checkpoint"] = str(checkpoint)
+    folder = Path(results_dir) if results_dir is not None else records.RESULTS_ROOT / spec_preset.name
+    name = records.run_name(method, hparams, seed)
+    if overrides:
+        name += "_" + records.config_hash(overrides)
+    return RunPlan(
+        preset=spec_preset,
+        method=config,
+        seed=seed,
+        train=train,
+        paper_faithful=paper_faithful,
+        forgetting_steps=tuple(sorted(set(forgetting_steps))),
+        device=resolve_device(device),
+        path=folder / f"{name}.json",
+        keep_checkpoint=keep_checkpoint,
+        weights=weights_source(spec_preset, checkpoint),
+    )
+
+
+def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dict:
+    """Carry out a planned run and write its record; an existing record is returned unless `force`."""
+    if plan.path.exists() and not force:
+        return records.read_json(plan.path) | {"skipped": True}
+    started = time.perf_counter()
+    preset, device = plan.preset, plan.device
+    # --- data: the new domain (with a selection split) and the pre-training domain probe ---------
+    probe = make_probe(preset)
+    new_train = load_dataset(preset.new_domain, "train")
+    new_test = load_dataset(preset.new_domain, "test")
+    if plan.paper_faithful:  # the authors select the checkpoint on the test split
+        fit_set, selection_set, selection = new_train, new_test, "test split (paper-faithful)"
+    else:
+        fit_set, selection_set = holdout_split(new_train, preset.holdout_fraction, seed=plan.seed)
+        selection = f"held-out {preset.holdout_fraction:.0%} of the train split"
+    base, head = baseline(preset, plan.weights, probe, plan.path.parent, device, progress)
+
+    # --- model ---------------------------------------------------------------------------------
+    torch.manual_seed(plan.seed)
+    model = create_backbone(preset.backbone, num_classes=new_train.num_classes, checkpoint=plan.weights["path"])
+    model = plan.method.apply(model).to(device)
+    trainable = count_trainable(model)
+
+    over_steps = []
+
+    def probe_at(step, model):
+        if step in plan.forgetting_steps:
+            over_steps.append({"step": step, "knn": probe_scores(probe, model, None, device, False)["knn"]})
+
+    result = finetune(
+        model, fit_set, selection_set, plan.train,
+        device=device, generator=torch.Generator().manual_seed(plan.seed), progress=progress, on_step=probe_at,
+    )
+
+    # --- evaluation ----------------------------------------------------------------------------
+    evaluating = time.perf_counter()
+    spec = get_spec(preset.backbone)
+    transform = input_transform(spec.img_size, preset.finetune_mean, preset.finetune_std, spec.in_chans)
+    test_accuracy = accuracy(model, batches(new_test.to(device), preset.eval_batch_size, shuffle=False),
+                             transform, device=device)
+    after = probe_scores(probe, model, head, device, progress)
+    eval_seconds = time.perf_counter() - evaluating
+
+    checkpoint = None
+    if plan.keep_checkpoint:
+        checkpoint = str(save_state_dict(model, plan.path.with_suffix(".safetensors")))
+    knn_base = {int(k): v for k, v in base["knn"].items()}
+    record = {
+        "schema": SCHEMA,
+        "run": plan.path.stem,
+        "preset": preset.name,
+        "method": plan.method.name,
+        "family": plan.method.family,
+        "label": plan.method.label,
+        "hparams": plan.method.hparams,
+        "seed": plan.seed,
+        "trainable_params": trainable,
+        "config": {
+            "preset": {k: v for k, v in dataclasses.asdict(preset).items() if k != "grid"},
+            "train": dataclasses.asdict(plan.train),
+            "selection": selection,
+            "backbone_weights": plan.weights,
+            "paper_faithful": plan.paper_faithful,
+            "forgetting_steps": list(plan.forgetting_steps),
+        },
+        "metrics": {
+            "new_domain_accuracy": test_accuracy,
+            "selection_accuracy": result.best_selection_accuracy,
+            "best_step": result.best_step,
+            "knn": after["knn"],
+            "knn_baseline": knn_base,
+            "forgetting": forgetting(knn_base, after["knn"]),
+            "linear_head": {"baseline": base["linear_head"], "after": after["linear_head"]},
+            "knn_over_steps": over_steps,
+        },
+        "timings": {
+            "train_seconds": result.train_seconds,
+            "images_per_second": result.images_per_second,
+            "eval_seconds": eval_seconds,
+            "total_seconds": time.perf_counter() - started,
+        },
+        "environment": records.environment(device),
+        "checkpoint": checkpoint,
+        "history": _thin(result.history),
+    }
+    records.write_json(plan.path, record)
+    return record
+
+
+def _thin(history: list[dict]) -> list[dict]:
+    """Keep about HISTORY_POINTS evenly spaced loss entries and every selection evaluation."""
+    every = max(1, len(history) // HISTORY_POINTS)
+    return [h for i, h in enumerate(history) if i % every == 0 or "selection_accuracy" in h or i == len(history) - 1]
+
+
+def run(preset: str, method: str, hparams: dict | None = None, seed: int = 0, *, force: bool = False,
+        progress: bool = True, **options) -> dict:
+    """Plan (validate) and execute one run; see `plan_run` for the options."""
+    return execute(plan_run(preset, method, hparams, seed, **options), force=force, progress=progress)
