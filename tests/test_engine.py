@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+from huggingface_hub import constants
 
 import vitcf
 from vitcf import backbones, records
@@ -161,3 +162,21 @@ def test_cli_knows_every_method_hyperparameter():
 
     fields = {f.name for cls in METHODS.values() for f in dataclasses.fields(cls)}
     assert fields == set(HPARAM_OPTIONS)
+
+
+def test_paper_plan_checks_imagenet_and_weights_before_compute(tmp_path, monkeypatch):
+    monkeypatch.delenv("VITCF_IMAGENET", raising=False)
+    with pytest.raises(ValueError, match="VITCF_IMAGENET"):
+        plan_run("paper", "full", {}, 0, results_dir=tmp_path / "out")
+    # A well-formed folder gets past that check; offline, the DINO weights then stop the run.
+    from PIL import Image
+
+    for split in ("train", "val"):
+        (tmp_path / "in" / split / "n01440764").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "in" / split / "n01440764" / "a.png")
+    monkeypatch.setenv("VITCF_IMAGENET", str(tmp_path / "in"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(vitcf.WeightsUnavailableError, match="checkpoint=PATH"):
+        plan_run("paper", "full", {}, 0, results_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

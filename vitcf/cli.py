@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
         args.preset, args.method, hparams, args.seed,
         results_dir=args.results_dir, paper_faithful=args.paper_faithful, steps=args.steps, lr=args.lr,
         forgetting_steps=tuple(args.forgetting_steps), device=args.device, keep_checkpoint=args.keep_checkpoint,
-        checkpoint=args.checkpoint,
+        checkpoint=args.checkpoint, compile=args.compile,
     )
     record = execute(plan, force=args.force, progress=not args.quiet)
     metrics = record["metrics"]
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     run.add_argument("--checkpoint", default=None,
                      help="start from this backbone weights file (.safetensors or .pth) instead of the preset's")
+    run.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
     run.add_argument("--keep-checkpoint", action="store_true", help="save the fine-tuned weights beside the record")
     run.add_argument("--force", action="store_true", help="re-run even if the record exists")
     run.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -116,7 +116,7 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
         load_into(head, head_path)
         return record, head
     started = time.perf_counter()
-    model = create_backbone(preset.backbone, num_classes=0, checkpoint=weights["path"]).to(device)
+    model = build_model(preset, weights, num_classes=0, seed=PROBE_SEED).to(device)
     feats = probe.features(model, device, progress)
     bank_features, bank_labels = feats["bank"]
     num_classes = int(bank_labels.max()) + 1
@@ -138,6 +138,19 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     save_state_dict(head, head_path)
     records.write_json(path, record)
     return record, head
+
+
+def build_model(preset: Preset, weights: dict, num_classes: int, seed: int) -> torch.nn.Module:
+    """The starting backbone with a fresh classifier drawn from `seed`.
+
+    A backbone without pre-trained weights (smoke preset) is initialised from PROBE_SEED, so every
+    run and the baseline start from the same random network; only the classifier follows the seed.
+    """
+    torch.manual_seed(PROBE_SEED)
+    model = create_backbone(preset.backbone, num_classes=0, checkpoint=weights["path"])
+    torch.manual_seed(seed)
+    model.reset_classifier(num_classes)  # PyTorch's default Linear initialisation
+    return model
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -182,6 +195,7 @@ def plan_run(
     lr: float | None = None,
     forgetting_steps: tuple[int, ...] = (),
     device: str | None = None,
+    compile: bool = False,
     keep_checkpoint: bool = False,
     checkpoint: str | Path | None = None,
 ) -> RunPlan:
@@ -211,6 +225,7 @@ def plan_run(
         momentum=spec_preset.momentum,
         weight_decay=spec_preset.weight_decay,
         eval_batch_size=spec_preset.eval_batch_size,
+        compile=compile,
     )
     bad = [s for s in forgetting_steps if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= train.steps]
     if bad:
@@ -219,6 +234,8 @@ def plan_run(
         overrides["paper_faithful"] = True
     if checkpoint is not None:
         overrides["checkpoint"] = str(checkpoint)
+    if spec_preset.pretrain_domain == "imagenet":
+        check_imagenet(None)  # a missing or malformed ImageNet folder fails here, before any compute
     folder = Path(results_dir) if results_dir is not None else records.RESULTS_ROOT / spec_preset.name
     name = records.run_name(method, hparams, seed)
     if overrides:
@@ -255,9 +272,8 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
     base, head = baseline(preset, plan.weights, probe, plan.path.parent, device, progress)
 
     # --- model ---------------------------------------------------------------------------------
-    torch.manual_seed(plan.seed)
-    model = create_backbone(preset.backbone, num_classes=new_train.num_classes, checkpoint=plan.weights["path"])
-    model = plan.method.apply(model).to(device)
+    model = build_model(preset, plan.weights, new_train.num_classes, plan.seed)
+    model = plan.method.apply(model).to(device)  # LoRA draws its A matrices from the run's seed too
     trainable = count_trainable(model)
 
     over_steps = []

@@ -1,0 +1,88 @@
+"""End-to-end runs of the smoke preset: real data, real training, real probes, real records."""
+
+import json
+
+import pytest
+
+from vitcf import records
+from vitcf.cli import main
+from vitcf.paper import PAPER_ROWS
+from vitcf.params import count_trainable
+from vitcf.study import build_model, execute, plan_run, run
+
+RECORD_KEYS = {"schema", "run", "preset", "method", "family", "label", "hparams", "seed", "trainable_params",
+               "config", "metrics", "timings", "environment", "checkpoint", "history"}
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("smoke")
+
+
+@pytest.mark.parametrize("row", PAPER_ROWS, ids=lambda r: f"{r.method}{''.join(map(str, r.hparams.values()))}")
+def test_every_paper_row_runs_and_records(smoke_dir, row):
+    record = run("smoke", row.method, row.hparams, seed=0, results_dir=smoke_dir, progress=False)
+    assert RECORD_KEYS <= record.keys()
+    saved = json.loads((smoke_dir / f"{record['run']}.json").read_text())
+    assert saved["metrics"] == json.loads(json.dumps(record["metrics"]))
+    plan = plan_run("smoke", row.method, row.hparams, 0, results_dir=smoke_dir)
+    model = plan.method.apply(build_model(plan.preset, plan.weights, 10, 0))
+    assert record["trainable_params"] == count_trainable(model)
+    metrics = record["metrics"]
+    assert 0 <= metrics["new_domain_accuracy"] <= 100
+    assert set(metrics["knn"]) == set(metrics["knn_baseline"]) == {10, 20}
+    for k, entry in metrics["forgetting"].items():
+        assert entry["drop"] == pytest.approx(metrics["knn_baseline"][k] - metrics["knn"][k])
+    assert record["config"]["selection"].startswith("held-out")
+    assert record["config"]["train"]["lr"] == row.lr
+    assert record["environment"]["versions"]["torch"]
+    assert record["timings"]["images_per_second"] > 0
+
+
+def test_reversible_methods_forget_nothing_at_step_zero_and_the_probe_matches_the_baseline(tmp_path):
+    record = run("smoke", "block_expansion", {"p": 2}, seed=1, results_dir=tmp_path, progress=False,
+                 forgetting_steps=(0, 2, 6))
+    over = record["metrics"]["knn_over_steps"]
+    assert [o["step"] for o in over] == [0, 2, 6]
+    assert over[0]["knn"] == record["metrics"]["knn_baseline"]  # identity at init, same bank and queries
+    assert records.read_json(tmp_path / "baseline.json")["bank_size"] == 400
+
+
+def test_same_seed_same_metrics_other_seed_other_run(tmp_path):
+    a = run("smoke", "lora", {"r": 4}, seed=3, results_dir=tmp_path / "a", progress=False)
+    b = run("smoke", "lora", {"r": 4}, seed=3, results_dir=tmp_path / "b", progress=False)
+    c = run("smoke", "lora", {"r": 4}, seed=4, results_dir=tmp_path / "c", progress=False)
+    assert a["metrics"] == b["metrics"] and a["history"] == b["history"]
+    assert [h["loss"] for h in a["history"]] != [h["loss"] for h in c["history"]]
+
+
+def test_existing_record_is_skipped_unless_forced(tmp_path):
+    plan = plan_run("smoke", "linear", {}, 0, results_dir=tmp_path)
+    first = execute(plan, progress=False)
+    stamp = plan.path.stat().st_mtime_ns
+    again = execute(plan, progress=False)
+    assert again["skipped"] and again["metrics"] == json.loads(json.dumps(first["metrics"]))
+    assert plan.path.stat().st_mtime_ns == stamp
+    execute(plan, force=True, progress=False)
+    assert plan.path.stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json", "baseline_head.safetensors", "linear_seed0.json"]
+
+
+def test_paper_faithful_selects_on_the_test_split(tmp_path):
+    record = run("smoke", "linear", {}, 0, results_dir=tmp_path, paper_faithful=True, progress=False)
+    assert record["config"]["selection"] == "test split (paper-faithful)"
+    assert record["run"] != "linear_seed0"  # never confused with the default protocol's record
+    assert record["metrics"]["selection_accuracy"] == pytest.approx(
+        max(h["selection_accuracy"] for h in record["history"] if "selection_accuracy" in h))
+
+
+def test_cli_run_writes_a_record_and_keeps_the_checkpoint(tmp_path, capsys):
+    argv = ["run", "--preset", "smoke", "--method", "top_k", "--k", "3", "--seed", "0",
+            "--results-dir", str(tmp_path), "--quiet", "--keep-checkpoint"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Top-3 seed 0" in out and "record written" in out
+    record = json.loads((tmp_path / "top_k_k3_seed0.json").read_text())
+    assert record["checkpoint"].endswith("top_k_k3_seed0.safetensors")
+    assert main(argv) == 0
+    assert "exists, skipped" in capsys.readouterr().out
