@@ -8,8 +8,16 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: book params test clean
+.PHONY: book params test clean data
+
+# Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
+# on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
+data:
+	@if [ ! -d $(FMNIST) ] && [ -z "$$VITCF_FASHION_MNIST" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 ## The main job: parameter accounting and the book (the study's runs join with the engine).
-book: $(STAMP)
+book: $(STAMP) data
 	$(VENV)/bin/vitcf params
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "open _build/html/index.html"
@@ -27,7 +35,7 @@ book: $(STAMP)
 params: $(STAMP)
 	$(VENV)/bin/vitcf params
 
-test: $(STAMP)
+test: $(STAMP) data
 	$(PY) -m pytest -n 2
 
 clean:
