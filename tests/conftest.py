@@ -1,7 +1,13 @@
+import os
+
 import pytest
 import torch
 
 import vitcf
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: more threads than cores makes torch's CPU kernels spin and crawl.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -73,15 +73,19 @@ BACKBONES: dict[str, BackboneSpec] = {
     # The CPU family: 12 blocks like ViT-B, so that top-3 and block expansion p=1..4 keep their
     # meaning, but narrow and on few tokens (28x28 grayscale in 7x7 patches: 16 tokens + CLS). On
     # two CPU cores 4x4 patches (49 tokens) cost 2.8x more per training step (measured, batch 64).
+    # dynamic_img_size lets DINO pre-training feed small local crops (the position embedding is
+    # resampled for them); at the native size the model computes exactly what a fixed-size one does.
     "mini": BackboneSpec(
-        arch=dict(_VIT, img_size=28, patch_size=7, in_chans=1, embed_dim=64, depth=12, num_heads=4),
+        arch=dict(_VIT, img_size=28, patch_size=7, in_chans=1, embed_dim=64, depth=12, num_heads=4,
+                  dynamic_img_size=True),
         mean=(0.5,),
         std=(0.5,),
         description="12-block ViT (width 64) for the offline mini study, DINO-pre-trained on Fashion-MNIST",
         shipped="mini.safetensors",
     ),
     "micro": BackboneSpec(
-        arch=dict(_VIT, img_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=12, num_heads=2),
+        arch=dict(_VIT, img_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=12, num_heads=2,
+                  dynamic_img_size=True),
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         description="12-block ViT (width 32) for tests; random weights only",

@@ -422,6 +422,11 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return x.clamp_(0, 1)
 
 
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey images fed to an RGB model are repeated over its channels (a view, no copy)."""
+    return x.expand(-1, channels, -1, -1) if x.shape[1] == 1 and channels != 1 else x
+
+
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(x - mean) / std per channel, for x of shape (B, C, H, W) or (C, H, W) and len(mean) == len(std) == C."""
     if x.dim() not in (3, 4):

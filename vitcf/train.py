@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageSet, batches, normalize, random_resized_crop_flip, resize
+from .data import ImageSet, batches, match_channels, normalize, random_resized_crop_flip, resize
 from .evaluate import accuracy, autocast
 
 
@@ -61,14 +61,9 @@ def input_transform(img_size: int, mean, std, in_chans: int) -> Callable[[torch.
     """Evaluation input: plain resize to the model's size, grey to RGB if needed, normalise."""
 
     def transform(images: torch.Tensor) -> torch.Tensor:
-        return normalize(_channels(resize(images, img_size), in_chans), mean, std)
+        return normalize(match_channels(resize(images, img_size), in_chans), mean, std)
 
     return transform
-
-
-def _channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """Grey images fed to an RGB model are repeated over three channels."""
-    return x.expand(-1, in_chans, -1, -1) if x.shape[1] == 1 and in_chans != 1 else x
 
 
 @dataclass
@@ -123,7 +118,7 @@ def finetune(
     while step < config.steps:
         for images, labels in batches(train_set, config.batch_size, shuffle=True, generator=generator, drop_last=True):
             inputs = random_resized_crop_flip(images, config.img_size, scale=config.crop_scale, generator=generator)
-            inputs = normalize(_channels(inputs, config.in_chans), config.mean, config.std)
+            inputs = normalize(match_channels(inputs, config.in_chans), config.mean, config.std)
             with autocast(device):
                 loss = nn.functional.cross_entropy(forward(inputs), labels)
             optimiser.zero_grad(set_to_none=True)
