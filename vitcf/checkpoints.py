@@ -6,6 +6,7 @@ Pickle is never executed: `.safetensors` files are parsed by safetensors, anythi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -95,3 +96,12 @@ def save_state_dict(model: nn.Module, path: str | os.PathLike, metadata: dict[st
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

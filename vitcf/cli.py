@@ -1,4 +1,4 @@
-"""The `vitcf` command line: `vitcf params`, `vitcf run`."""
+"""The `vitcf` command line: `vitcf params`, `vitcf run`, `vitcf pretrain`."""
 
 from __future__ import annotations
 
@@ -40,6 +40,22 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{record['label']} seed {record['seed']}: {metrics['new_domain_accuracy']:.2f}% on the new domain; "
           f"pre-training domain k-NN {knn}")
     print(f"record {status}: {plan.path}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import get_pretrain_config, run_pretraining
+    from .study import resolve_device
+
+    overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}.items()
+                 if v is not None}
+    config = get_pretrain_config(args.preset, **overrides)
+    card = run_pretraining(config, out=args.out, device=resolve_device(args.device), progress=not args.quiet)
+    knn = card["knn"]
+    print(f"{config.backbone}: k-NN (k={card['quality_bar']['k']}) {knn['pretrained'][card['quality_bar']['k']]:.2f} "
+          f"vs {knn['random_init'][card['quality_bar']['k']]:.2f} at random init; "
+          f"{card['images_per_second']:.0f} images/s; bar {'met' if card['quality_bar']['met'] else 'NOT met'}")
+    print(f"weights: {card['weights']['file']} sha256 {card['weights']['sha256']}")
     return 0
 
 
@@ -95,6 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run even if the record exists")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="DINO pre-training of a backbone -> weights + provenance card",
+        description="Pre-train the preset's backbone with DINO on its pre-training images (labels "
+        "unused), then write the teacher backbone as safetensors and a JSON card beside it "
+        "(default for mini: the shipped vitcf/weights/mini.safetensors).",
+    )
+    pre.add_argument("--preset", required=True, help="mini or smoke")
+    pre.add_argument("--epochs", type=int, default=None)
+    pre.add_argument("--batch-size", type=int, default=None)
+    pre.add_argument("--seed", type=int, default=None)
+    pre.add_argument("--out", default=None, help="output .safetensors path")
+    pre.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    pre.add_argument("--quiet", action="store_true")
+    pre.set_defaults(func=_pretrain)
     return parser
 
 
