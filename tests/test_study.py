@@ -86,3 +86,15 @@ def test_cli_run_writes_a_record_and_keeps_the_checkpoint(tmp_path, capsys):
     assert record["checkpoint"].endswith("top_k_k3_seed0.safetensors")
     assert main(argv) == 0
     assert "exists, skipped" in capsys.readouterr().out
+
+
+def test_records_frame_has_one_row_per_run(tmp_path):
+    for method, hparams in [("linear", {}), ("lora", {"r": 8}), ("block_expansion", {"p": 1})]:
+        run("smoke", method, hparams, seed=0, results_dir=tmp_path, progress=False)
+    frame = records.records_frame(records.read_records(tmp_path))
+    assert list(frame["label"]) == ["Block exp. p=1", "Linear", "LoRA r=8"]  # by file name
+    row = frame.set_index("label").loc["LoRA r=8"]
+    assert row["pretrain_knn"] == row["knn_20"] and row["trainable_params"] == 12 * 2 * 8 * 64 + 330
+    assert row["drop"] == pytest.approx(row["pretrain_knn_baseline"] - row["pretrain_knn"])
+    with pytest.raises(ValueError, match="no k-NN result for k=200"):
+        records.records_frame(records.read_records(tmp_path), k=200)

@@ -93,3 +93,37 @@ def environment(device: torch.device) -> dict:
         "git_commit": git_commit(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
+    """One row per run record, the columns the book's tables and plots use.
+
+    `k` picks the k-NN neighbourhood reported as the pre-training-domain accuracy (DINO's headline
+    k is 20); every k is still available in the `knn_<k>` columns.
+    """
+    import pandas as pd
+
+    rows = []
+    for record in runs:
+        metrics = record["metrics"]
+        knn = {int(key): value for key, value in metrics["knn"].items()}
+        base = {int(key): value for key, value in metrics["knn_baseline"].items()}
+        if k not in knn:
+            raise ValueError(f"record {record['run']} has no k-NN result for k={k}; it has k in {sorted(knn)}")
+        row = {
+            "run": record["run"], "preset": record["preset"], "method": record["method"],
+            "family": record["family"], "label": record["label"],
+            "hparams": json.dumps(record["hparams"], sort_keys=True), "seed": record["seed"],
+            "trainable_params": record["trainable_params"],
+            "new_domain_accuracy": metrics["new_domain_accuracy"],
+            "pretrain_knn": knn[k], "pretrain_knn_baseline": base[k],
+            "drop": base[k] - knn[k], "relative_drop": (base[k] - knn[k]) / base[k] if base[k] else 0.0,
+            "linear_head_after": metrics["linear_head"]["after"],
+            "linear_head_baseline": metrics["linear_head"]["baseline"],
+            "selection": record["config"]["selection"],
+            "train_seconds": record["timings"]["train_seconds"],
+            "images_per_second": record["timings"]["images_per_second"],
+        }
+        row.update({f"knn_{key}": value for key, value in knn.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
