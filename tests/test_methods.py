@@ -256,3 +256,16 @@ def test_bad_input_raises_a_clear_error(micro, method, hparams, message):
 def test_a_headless_backbone_is_rejected(micro, method):
     with pytest.raises(ValueError, match="num_classes > 0"):
         vitcf.apply_method(micro(num_classes=0), method)
+
+
+@pytest.mark.parametrize(
+    ("method", "hparams", "expected"),
+    [("top_k", {"k": 3}, ["frozen"] * 9 + ["trained"] * 3),
+     ("lora", {"r": 4}, ["adapted"] * 12),
+     ("block_expansion", {"p": 2}, ["frozen"] * 6 + ["trained"] + ["frozen"] * 6 + ["trained"]),
+     ("linear", {}, ["frozen"] * 12)],
+)
+def test_methods_figure_shows_the_real_trainable_sets(method, hparams, expected):
+    from vitcf.diagrams import _block_states
+
+    assert _block_states(method, hparams, "micro") == expected
