@@ -1,9 +1,10 @@
 """Wall time of the whole mini study on this machine: the baseline probe plus every paper row.
 
-    python benchmarks/mini_budget.py [--checkpoint PATH | --stand-in] [--seed 0]
+    python benchmarks/mini_budget.py [--checkpoint PATH | --stand-in] [--seed 0] [--out FILE]
 
 Runs in a fresh temporary results folder (nothing is reused) and prints one line per run, then the
-total against the 10-minute budget of the mini preset. Until the mini backbone ships, `--stand-in`
+total against the 10-minute budget of the mini preset. The summary is also written as JSON
+(default: benchmarks/results/mini_budget.json), which the book's reproducibility chapter reads. Until the mini backbone ships, `--stand-in`
 uses a randomly initialised mini backbone: the timing is the same (it does not depend on the
 weights), the accuracies are meaningless.
 """
@@ -21,8 +22,9 @@ import torch
 
 from vitcf.backbones import create_backbone
 from vitcf.checkpoints import save_state_dict
+from vitcf import records
 from vitcf.presets import get_preset
-from vitcf.study import plan_run, execute
+from vitcf.study import execute, plan_run
 
 BUDGET_SECONDS = 600
 
@@ -33,6 +35,7 @@ def main() -> int:
     weights.add_argument("--checkpoint", help="mini backbone weights (default: the shipped file)")
     weights.add_argument("--stand-in", action="store_true", help="time with a random-init mini backbone")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "mini_budget.json"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -57,7 +60,10 @@ def main() -> int:
         "device": "cpu", "threads": torch.get_num_threads(), "baseline_seconds": round(baseline, 1),
         "runs": rows, "total_seconds": round(total, 1), "budget_seconds": BUDGET_SECONDS,
         "weights": "random stand-in" if args.stand_in else str(checkpoint or "shipped"),
+        "command": "python benchmarks/mini_budget.py " + " ".join(sys.argv[1:]),
+        "environment": records.environment(torch.device("cpu")),
     }
+    records.write_json(args.out, summary)
     print(json.dumps(summary, indent=2))
     print(f"total {total:.0f} s for the baseline and {len(rows)} runs; budget {BUDGET_SECONDS} s: "
           f"{'within' if total <= BUDGET_SECONDS else 'OVER'}")

@@ -73,6 +73,16 @@ def git_commit() -> str | None:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> dict:
     """Where and with what a run happened."""
     versions = {}
@@ -84,7 +94,7 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         hardware = torch.cuda.get_device_name(device)
     else:
-        hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        hardware = f"{_cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     return {
         "device": str(device),
         "hardware": hardware,
