@@ -84,6 +84,7 @@ def test_run_names_and_listing(tmp_path):
     records.write_json(tmp_path / "baseline.json", {"knn": {}})
     records.write_json(tmp_path / "b.json", {"run": "b"})
     records.write_json(tmp_path / "a.json", {"run": "a"})
+    records.write_json(tmp_path / "c.error.json", {"run": "c", "error": "boom"})
     assert [r["run"] for r in records.read_records(tmp_path)] == ["a", "b"]
 
 

@@ -1,4 +1,4 @@
-"""The `vitcf` command line: `vitcf params`, `vitcf run`, `vitcf pretrain`."""
+"""The `vitcf` command line: `vitcf params`, `vitcf run`, `vitcf sweep`, `vitcf pretrain`."""
 
 from __future__ import annotations
 
@@ -59,6 +59,20 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .sweep import sweep
+
+    summary = sweep(
+        args.preset, seeds=tuple(args.seeds), only=args.only, results_dir=args.results_dir, device=args.device,
+        forgetting_steps=tuple(args.forgetting_steps), progress=not args.quiet,
+        on_run=lambda outcome: tqdm.write(str(outcome)),  # a line per run, above the progress bar
+    )
+    print(summary)
+    return 0 if summary.ok else 1
+
+
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of the parameter accounting, then one explanation per row."""
     header = ("method", "trainable (ours)", "reported", "composition")
@@ -111,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run even if the record exists")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
+
+    swp = sub.add_parser(
+        "sweep",
+        help="every grid point x seed of a preset, each run as an executed notebook beside its record",
+        description="Execute notebooks/finetune.ipynb with papermill once per grid point and seed; each "
+        "run leaves <run>.json and <run>.ipynb (default folder: results/<preset>/). All arguments are "
+        "checked before the first run. Runs whose record exists are skipped, so re-running resumes; a "
+        "failed run leaves <run>.error.json and the sweep goes on. Exits 1 if any run failed.",
+    )
+    swp.add_argument("--preset", required=True, help="smoke, mini or paper")
+    swp.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                     help="only these grid points, by method name or label (e.g. lora 'Block exp. p=2')")
+    swp.add_argument("--seeds", type=int, nargs="+", default=[0])
+    swp.add_argument("--results-dir", default=None)
+    swp.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    swp.add_argument("--forgetting-steps", type=int, nargs="*", default=[],
+                     help="also probe the pre-training domain after these training steps")
+    swp.add_argument("--quiet", action="store_true", help="no progress bar")
+    swp.set_defaults(func=_sweep)
 
     pre = sub.add_parser(
         "pretrain",

@@ -57,8 +57,10 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def read_records(folder: str | os.PathLike) -> list[dict]:
-    """Every run record in `folder` (the baseline and hidden temp files excluded), by name."""
-    return [read_json(p) for p in sorted(Path(folder).glob("*.json")) if p.name != "baseline.json"]
+    """Every run record in `folder`, by name: the baseline, failed runs' `.error.json` files and
+    hidden temp files are excluded."""
+    paths = sorted(Path(folder).glob("*.json"))
+    return [read_json(p) for p in paths if p.name != "baseline.json" and not p.name.endswith(".error.json")]
 
 
 def git_commit() -> str | None:

@@ -1,0 +1,152 @@
+"""Sweeps of the smoke preset: the real notebook executed by papermill in a real kernel.
+
+A kernel start plus a smoke run costs ~15-20 s here, so one scenario carries the executions
+(failure, isolation, resume, skip) and everything that needs no kernel is tested on its own.
+"""
+
+import functools
+import json
+import os
+
+import nbformat
+import pytest
+
+import vitcf.sweep
+from vitcf import records
+from vitcf.cli import main
+from vitcf.presets import get_preset
+from vitcf.sweep import NOTEBOOK, plan_sweep, select_points, sweep
+
+ONLY = ["linear", "LoRA r=4"]
+NAMES = ["linear_seed0", "lora_r4_seed0"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread_kernels(monkeypatch):
+    """Kernels inherit the environment: under xdist, one torch thread each, like the workers."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def failing_notebook(tmp_path):
+    """The real notebook with one cell added after the parameters that fails LoRA runs only."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(
+        'if method == "lora":\n    raise RuntimeError("injected failure for " + method)'))
+    path = tmp_path / "failing.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def executed_cleanly(path, method):
+    nb = nbformat.read(path, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    return len(injected) == 1 and f'method = "{method}"' in injected[0].source and not errors
+
+
+def test_a_failed_run_is_isolated_then_resumed_then_skipped(tmp_path, failing_notebook, monkeypatch, capsys):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "linear_seed0.ipynb").write_text("{")  # an interrupted earlier attempt: no record
+
+    # 1. the CLI, with LoRA failing in its notebook: Linear still completes, the exit code says 1
+    monkeypatch.setattr(vitcf.sweep, "sweep", functools.partial(sweep, notebook=failing_notebook))
+    assert main(["sweep", "--preset", "smoke", "--only", *ONLY, "--results-dir", str(folder), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    error_path = folder / "lora_r4_seed0.error.json"
+    assert "done     Linear seed 0" in out
+    assert "FAILED   LoRA r=4 seed 0 in " in out and "RuntimeError: injected failure for lora" in out
+    assert str(error_path) in out and "1 done, 0 skipped, 1 failed" in out
+    error = records.read_json(error_path)
+    assert error["error"]["type"] == "RuntimeError" and error["error"]["message"] == "injected failure for lora"
+    assert "injected failure" in error["error"]["traceback"] and "\x1b[" not in error["error"]["traceback"]
+    assert error["notebook"] == str(folder / "lora_r4_seed0.ipynb") and error["parameters"]["method"] == "lora"
+    assert not (folder / "lora_r4_seed0.json").exists()
+    assert executed_cleanly(folder / "linear_seed0.ipynb", "linear")  # the partial notebook was re-run
+
+    # 2. the real notebook: the failed run is retried and its error file removed; Linear is skipped
+    summary = sweep("smoke", only=ONLY, results_dir=folder, progress=False)
+    assert summary.ok and summary.failed == []
+    assert (summary.completed, summary.skipped) == (["lora_r4_seed0"], ["linear_seed0"])
+    assert not error_path.exists()
+    expected = {"baseline.json", "baseline_head.safetensors"} | {f"{n}.{e}" for n in NAMES for e in ("json", "ipynb")}
+    assert {p.name for p in folder.iterdir()} == expected
+    for name, method in zip(NAMES, ["linear", "lora"]):
+        assert records.read_json(folder / f"{name}.json")["run"] == name
+        assert executed_cleanly(folder / f"{name}.ipynb", method)
+
+    # 3. everything exists: the CLI runs nothing, touches nothing and exits 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(["sweep", "--preset", "smoke", "--only", *ONLY, "--results-dir", str(folder), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped  ") == 2 and "0 done, 2 skipped, 0 failed" in out
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"preset": "tiny"}, "unknown preset 'tiny'; allowed: paper, mini, smoke"),
+    ({"only": ["lora", "LoRA r=5"]}, r"\['LoRA r=5'\] match no grid point .*allowed: method names full, top_k"),
+    ({"only": []}, "names no grid point .*labels Full, Top-3"),
+    ({"seeds": (0, -1)}, "seed must be an integer >= 0, got -1"),
+    ({"seeds": ()}, "at least one seed"),
+    ({"forgetting_steps": (7,)}, r"forgetting steps must be integers in \[0, 6\], got \[7\]"),
+    ({"device": "tpu"}, "allowed: cpu, cuda"),
+])
+def test_bad_arguments_fail_before_anything_is_written(tmp_path, kwargs, match):
+    folder = tmp_path / "results"
+    arguments = {"preset": "smoke", "results_dir": folder, "progress": False} | kwargs
+    with pytest.raises(ValueError, match=match):
+        sweep(arguments.pop("preset"), **arguments)
+    assert not folder.exists()
+
+
+def test_cli_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys):
+    folder = tmp_path / "results"
+    assert main(["sweep", "--preset", "smoke", "--only", "loraa", "--results-dir", str(folder), "--quiet"]) == 2
+    assert "vitcf sweep: error: `only` entries ['loraa']" in capsys.readouterr().err
+    assert main(["sweep", "--preset", "smoke", "--seeds", "1", "-2", "--results-dir", str(folder)]) == 2
+    assert "got -2" in capsys.readouterr().err
+    assert not folder.exists()
+
+
+def test_a_missing_notebook_fails_up_front(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sweep notebook not found"):
+        sweep("smoke", only="linear", results_dir=tmp_path / "r", notebook=tmp_path / "none.ipynb", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_plan_selects_by_method_or_label_seed_by_seed(tmp_path):
+    runs = plan_sweep("smoke", seeds=(0, 2, 0), only=["Block exp. p=2", "LoRA r=4", "lora"], results_dir=tmp_path,
+                      device="cpu")
+    names = ["lora_r4", "lora_r8", "lora_r16", "block_expansion_p2"]
+    assert [r.name for r in runs] == [f"{n}_seed{s}" for s in (0, 2) for n in names]  # grid order, once each
+    assert select_points(get_preset("smoke"), None) == get_preset("smoke").grid
+    assert [p.hparams for p in select_points(get_preset("smoke"), "block_expansion")] == [{"p": p} for p in range(1, 5)]
+    run = runs[0]
+    assert run.label == "LoRA r=4" and run.notebook == tmp_path / "lora_r4_seed0.ipynb"
+    assert run.error == tmp_path / "lora_r4_seed0.error.json"
+    parameters = run.parameters()
+    assert parameters == {"preset": "smoke", "method": "lora", "hparams": '{"r": 4}', "seed": 0,
+                          "results_dir": str(tmp_path.resolve()), "forgetting_steps": "[]", "device": "cpu",
+                          "force": False}
+    assert all(isinstance(v, (str, int, bool)) for v in parameters.values())  # papermill wants plain values
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_notebook_is_saved_clean_with_the_documented_parameters():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    namespace = {}
+    exec(code[0].source, namespace)
+    assert {k: namespace[k] for k in ("preset", "method", "hparams", "seed", "results_dir", "forgetting_steps",
+                                      "device", "force")} == {
+        "preset": "smoke", "method": "linear", "hparams": "{}", "seed": 0, "results_dir": "",
+        "forgetting_steps": "[]", "device": "", "force": False}
+    assert json.loads(namespace["hparams"]) == {} and json.loads(namespace["forgetting_steps"]) == []
