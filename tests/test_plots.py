@@ -1,0 +1,270 @@
+"""The study's figures without a browser: chart specs, the ranking, the print figure, offline embedding."""
+
+import re
+import xml.etree.ElementTree as ET
+
+import ipywidgets as widgets
+import pytest
+import vl_convert as vlc
+from matplotlib.collections import PathCollection
+
+from vitcf import plots
+from vitcf.methods import make_method
+from vitcf.paper import PAPER_ROWS
+from vitcf.params import parse_count
+from vitcf.records import read_records, records_frame
+from vitcf.study import run
+
+BASELINE = 50.0
+
+
+def record(label, family, params, new, knn, *, seed=0, preset="smoke", over=None):
+    """A run record with just what records_frame and the curve chart read."""
+    return {
+        "run": f"{label}_seed{seed}", "preset": preset, "method": label.split()[0].lower(), "family": family,
+        "label": label, "hparams": {}, "seed": seed, "trainable_params": params,
+        "config": {"selection": "held-out 10% of the train split"},
+        "timings": {"train_seconds": 1.0, "images_per_second": 100.0},
+        "metrics": {
+            "new_domain_accuracy": new, "knn": {10: knn + 1, 20: knn}, "knn_baseline": {10: BASELINE + 1, 20: BASELINE},
+            "linear_head": {"after": knn, "baseline": BASELINE}, "knn_over_steps": over or [],
+        },
+    }
+
+
+RECORDS = [
+    record("Linear", "standard", 330, 30.0, 50.0),
+    record("Full", "standard", 150_000, 80.0, 20.0),
+    record("Full", "standard", 150_000, 76.0, 24.0, seed=1),
+    record("LoRA r=8", "LoRA", 12_618, 60.0, 40.0),
+    record("LoRA r=8", "LoRA", 12_618, 62.0, 42.0, seed=1),
+    record("Block exp. p=2", "block expansion", 25_738, 55.0, 48.0),
+]
+
+
+@pytest.fixture
+def frame():
+    return records_frame(RECORDS)
+
+
+def dicts(node):
+    """Every dict in a nested spec, depth first."""
+    if isinstance(node, dict):
+        yield node
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            yield from dicts(item)
+
+
+def displayed_ranking(svg: str, labels) -> list[tuple[str, str]]:
+    """(label, score text) of the ranking view's bars, top to bottom, read from the rendered SVG."""
+    root = ET.fromstring(svg)
+    ranking = next(g for g in root.iter() if "ranking_group" in g.get("class", "").split())
+
+    def texts(role):
+        return [t for g in ranking.iter() if role in g.get("class", "") for t in g.iter() if t.tag.endswith("text")]
+
+    def height(text):
+        return float(re.search(r"translate\(([-\d.]+),([-\d.]+)\)", text.get("transform"))[2])
+
+    axis = sorted((t for t in texts("role-axis-label") if t.text in labels), key=height)  # the x axis has numbers
+    scores = sorted(texts("ranking_scores"), key=height)
+    assert len(axis) == len(scores)
+    return [(a.text, s.text) for a, s in zip(axis, scores)]
+
+
+# --- the numbers ------------------------------------------------------------------------------
+
+def test_summary_is_the_mean_over_seeds_with_min_max(frame):
+    summary = plots.label_summary(frame).set_index("label")
+    assert list(summary.index) == ["Linear", "Full", "LoRA r=8", "Block exp. p=2"]  # family order, then size
+    full = summary.loc["Full"]
+    assert full["n"] == 2
+    for column, (mean, low, high) in {"new_domain_accuracy": (78, 76, 80), "pretrain_knn": (22, 20, 24)}.items():
+        assert (full[column], full[f"{column}_min"], full[f"{column}_max"]) == (mean, low, high)
+    assert full["drop"] == pytest.approx(BASELINE - 22)
+
+
+def test_ranking_follows_the_weight_and_the_family(frame):
+    assert list(plots.rank_methods(frame, 0)["label"]) == ["Full", "LoRA r=8", "Block exp. p=2", "Linear"]
+    assert list(plots.rank_methods(frame, 1)["label"]) == ["Linear", "Block exp. p=2", "LoRA r=8", "Full"]
+    ranked = plots.rank_methods(frame, 0.3).set_index("label")
+    assert ranked.loc["Full", "score"] == pytest.approx(0.3 * 22 + 0.7 * 78)
+    assert list(ranked["rank"]) == [1, 2, 3, 4]
+    assert list(plots.rank_methods(frame, 0.5, "standard")["label"]) == ["Full", "Linear"]
+    with pytest.raises(ValueError, match="'Adapters'"):
+        plots.rank_methods(frame, 0.5, "Adapters")
+
+
+@pytest.mark.parametrize("w", [-0.1, 1.5, True, "0.5"])
+def test_the_weight_must_lie_in_0_1(w):
+    with pytest.raises(ValueError, match=re.escape(repr(w))):
+        plots.tradeoff_score(50.0, 60.0, w)
+
+
+def test_bad_frames_are_refused_with_the_reason(frame):
+    with pytest.raises(ValueError, match="pretrain_knn"):
+        plots.tradeoff_chart(frame.drop(columns="pretrain_knn"))
+    with pytest.raises(ValueError, match="no rows"):
+        plots.tradeoff_chart(frame.iloc[:0])
+    mixed = frame.assign(preset=["smoke"] * 5 + ["mini"])
+    with pytest.raises(ValueError, match=r"mixes presets \['mini', 'smoke'\]"):
+        plots.tradeoff_chart(mixed)
+    with pytest.raises(ValueError, match="Adapters"):
+        plots.label_summary(frame.assign(family="Adapters"))
+
+
+def test_paper_frame_matches_the_paper_rows():
+    paper = plots.paper_frame()
+    assert len(paper) == len(PAPER_ROWS)
+    for row, ref in zip(paper.itertuples(), PAPER_ROWS):
+        method = make_method(ref.method, **ref.hparams)
+        assert (row.label, row.family, row.method) == (method.label, method.family, ref.method)
+        assert (row.new_domain_accuracy, row.pretrain_knn, row.mean) == (ref.cifar100, ref.in1k, ref.mean)
+        assert row.trainable_params == parse_count(ref.params_text)
+
+
+# --- the interactive chart ----------------------------------------------------------------------
+
+def test_chart_has_the_slider_the_family_selector_a_log_size_and_the_score(frame):
+    spec = plots.tradeoff_chart(frame).to_dict()
+    params = {p["name"]: p for p in spec["params"]}
+    w = params[plots.WEIGHT_PARAM]
+    assert w["value"] == 0.5
+    assert w["bind"] | {"name": None} == {"input": "range", "min": 0, "max": 1, "step": 0.05, "name": None}
+    family = params[plots.FAMILY_PARAM]
+    assert family["select"] == {"type": "point", "fields": ["family"]}
+    assert family["bind"]["input"] == "select" and family["bind"]["options"] == [None, *plots.FAMILIES]
+    nodes = list(dicts(spec))
+    sizes = [n["size"] for n in nodes if isinstance(n.get("size"), dict) and "field" in n["size"]]
+    assert sizes and all(s["field"] == "trainable_params" and s["scale"]["type"] == "log" for s in sizes)
+    assert {"calculate": plots.SCORE_EXPR, "as": "score"} in nodes
+    assert {"filter": {"param": plots.FAMILY_PARAM}} in nodes  # the ranking follows the dropdown
+    assert {"param": plots.FAMILY_PARAM, "value": 0.9} in nodes  # the dropdown highlights its points
+    assert [n for n in nodes if n.get("field") == "pretrain_knn_baseline"], "the no-forgetting rule is drawn"
+    assert spec["background"] == "white"  # readable on the book's dark theme
+
+
+@pytest.mark.parametrize("w", [0.0, 0.3, 1.0])
+def test_vega_ranks_and_scores_as_python_does(frame, w):
+    svg = vlc.vegalite_to_svg(plots.tradeoff_chart(frame, weight=w).to_dict())
+    expected = plots.rank_methods(frame, w)
+    assert displayed_ranking(svg, set(expected["label"])) == [
+        (row.label, f"{row.score:.1f}") for row in expected.itertuples()]
+
+
+def test_paper_points_only_on_the_paper_preset(frame):
+    paper = plots.paper_frame()
+    ours = frame.assign(preset="paper")
+    nodes = list(dicts(plots.tradeoff_chart(ours, reference=paper).to_dict()))
+    hollow = [n for n in nodes if n.get("type") == "point" and n.get("filled") is False]
+    assert hollow and hollow[0]["shape"] == "diamond"
+    assert any(isinstance(v, list) and any(r.get("label") == "Block exp. p=3" for r in v if isinstance(r, dict))
+               for n in nodes for v in n.values())
+    for draw in (plots.tradeoff_chart, plots.tradeoff_figure):
+        with pytest.raises(ValueError, match=r"preset is \['smoke'\]"):
+            draw(frame, reference=paper)
+
+
+# --- forgetting over steps ----------------------------------------------------------------------
+
+def test_forgetting_curve_with_and_without_data():
+    over = [{"step": s, "knn": {"10": 50.0 - s, "20": 49.0 - s}} for s in (0, 5, 10)]  # keys as JSON leaves them
+    runs = [record("Full", "standard", 10, 70.0, 39.0, over=over), RECORDS[0]]
+    curves = plots.forgetting_curve_frame(runs)
+    assert len(curves) == 6 and set(curves["k"]) == {10, 20} and set(curves["run"]) == {"Full_seed0"}
+    spec = plots.forgetting_curve_chart(runs).to_dict()
+    (pick,) = spec["params"]
+    assert pick["name"] == plots.K_PARAM and pick["value"] == 20 and pick["bind"]["options"] == [10, 20]
+    assert {"filter": f"datum.k == {plots.K_PARAM}"} in list(dicts(spec))
+    assert plots.forgetting_curve_chart(runs, k=10).to_dict()["params"][0]["value"] == 10
+    with pytest.raises(ValueError, match=r"k=5 was not measured over steps; measured: \[10, 20\]"):
+        plots.forgetting_curve_chart(runs, k=5)
+    with pytest.raises(ValueError, match="none of the 2 records .* --forgetting-steps"):
+        plots.forgetting_curve_chart(RECORDS[:2])
+
+
+def test_real_smoke_records_draw(tmp_path):
+    """Both charts from the records the study really writes (as read back from disk)."""
+    run("smoke", "lora", {"r": 4}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=(0, 3, 6))
+    run("smoke", "linear", {}, seed=0, results_dir=tmp_path, progress=False)
+    runs = read_records(tmp_path)
+    frame = records_frame(runs)
+    svg = vlc.vegalite_to_svg(plots.tradeoff_chart(frame).to_dict())
+    assert [label for label, _ in displayed_ranking(svg, {"LoRA r=4", "Linear"})] == list(
+        plots.rank_methods(frame, 0.5)["label"])
+    curve = vlc.vegalite_to_svg(plots.forgetting_curve_chart(runs).to_dict())
+    assert "LoRA r=4" in curve and "Training step" in curve
+    assert set(plots.forgetting_curve_frame(runs)["step"]) == {0, 3, 6}
+
+
+# --- print figure and explorer ------------------------------------------------------------------
+
+def test_seaborn_figure_has_one_point_per_label(frame):
+    fig = plots.tradeoff_figure(frame)
+    (ax,) = fig.axes
+    (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points.get_offsets()) == frame["label"].nunique()
+    assert ax.get_xlabel() == plots.X_TITLE and ax.get_ylabel() == plots.Y_TITLE
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Trainable parameters" in legend and "LoRA" in legend
+    with_paper = plots.tradeoff_figure(frame.assign(preset="paper"), reference=plots.paper_frame()).axes[0]
+    assert sum(isinstance(c, PathCollection) for c in with_paper.collections) == 2
+
+
+def _find(widget, kind):
+    if isinstance(widget, kind):
+        return widget
+    for child in getattr(widget, "children", ()):
+        found = _find(child, kind)
+        if found is not None:
+            return found
+    return None
+
+
+def _table_order(html: str, labels) -> list[str]:
+    return sorted(labels, key=lambda label: html.index(f"<td>{label}</td>"))
+
+
+def test_explorer_reranks_when_the_widgets_move(frame):
+    box = plots.explorer(frame, weight=0.3)
+    slider, dropdown, table = _find(box, widgets.FloatSlider), _find(box, widgets.Dropdown), _find(box, widgets.HTML)
+    labels = set(frame["label"])
+    assert _table_order(table.value, labels) == list(plots.rank_methods(frame, 0.3)["label"])
+    assert f"{plots.rank_methods(frame, 0.3)['score'][0]:.2f}" in table.value
+    slider.value = 1.0  # the observer runs as the value changes, as it does in a kernel
+    assert _table_order(table.value, labels) == ["Linear", "Block exp. p=2", "LoRA r=8", "Full"]
+    slider.value = 0.0
+    assert _table_order(table.value, labels) == ["Full", "LoRA r=8", "Block exp. p=2", "Linear"]
+    assert dropdown.options == ("all", "standard", "LoRA", "block expansion")
+    dropdown.value = "standard"
+    assert _table_order(table.value, {"Full", "Linear"}) == ["Full", "Linear"] and "LoRA r=8" not in table.value
+
+
+# --- offline embedding --------------------------------------------------------------------------
+
+def test_embed_names_no_remote_address_and_survives_a_script_tag_in_a_label(frame):
+    nasty = frame.assign(label=frame["label"].replace("Linear", "Linear</script><script>alert(1)"))
+    html = plots.embed(plots.tradeoff_chart(nasty)).data
+    assert "http" not in html.lower() and "cdn" not in html.lower() and "src=" not in html
+    assert html.count("</script>") == 1 and html.count("<script") == 1
+    assert f'class="{plots.CHART_CLASS}"' in html and "window.vegaEmbed(element, spec" in html
+    ids = re.findall(r'<div id="([^"]+)"', html)
+    assert len(ids) == 1 and f'getElementById("{ids[0]}")' in html
+    again = plots.embed(plots.tradeoff_chart(nasty)).data
+    assert re.findall(r'<div id="([^"]+)"', again) != ids  # two copies of a chart on a page stay apart
+
+
+def test_vega_bundle_is_written_once(tmp_path):
+    path = plots.write_vega_bundle(tmp_path / "_static")
+    assert path == tmp_path / "_static" / plots.BUNDLE_NAME
+    text = path.read_text()
+    assert len(text) > 500_000 and "window.vegaEmbed=" in text and "Vega-Lite 6." in text.splitlines()[0]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the web server that serves the book
+    stamp = path.stat().st_mtime_ns
+    assert plots.write_vega_bundle(tmp_path / "_static") == path and path.stat().st_mtime_ns == stamp
+    path.write_text("stale")
+    plots.write_vega_bundle(tmp_path / "_static")
+    assert path.read_text() == text
+    assert [p.name for p in path.parent.iterdir()] == [plots.BUNDLE_NAME]  # no temporary file left

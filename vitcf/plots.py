@@ -1,0 +1,521 @@
+"""The study's figures: interactive charts for the static book, figures for print, a live explorer.
+
+The published book has no kernel, so its interactivity has to run in the reader's browser: the
+trade-off chart is Vega-Lite, with a slider (the weight w between stability and plasticity) and a
+family dropdown bound to Vega-Lite parameters. Print needs static images (`tradeoff_figure`, seaborn).
+Readers who run the notebooks get `explorer`, ipywidgets whose Python callbacks need a live kernel.
+
+The book is read offline and must not fetch Vega from a CDN. `write_vega_bundle` writes one local
+file holding Vega, Vega-Lite and vega-embed (vl-convert's bundle, about 0.9 MB), and `embed` renders
+a chart against it. Listed as a Sphinx extension (`sphinx: extra_extensions: [vitcf.plots]`), this
+module writes that file into the built book and loads it on exactly the pages that show a chart.
+
+Several seeds of one configuration are shown as one point (their mean) with min-max bars: the
+question is how methods compare, and the spread says how far a single run can be trusted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from .methods import make_method
+from .paper import PAPER_ROWS
+from .params import parse_count, summary_count
+
+FAMILIES = ("standard", "LoRA", "block expansion")  # the paper's grouping, in its table order
+FAMILY_COLOURS = {"standard": "#4c78a8", "LoRA": "#f58518", "block expansion": "#54a24b"}
+
+WEIGHT_PARAM = "w"
+# The ranking score as Vega evaluates it in the browser; `tradeoff_score` is the same in Python.
+SCORE_EXPR = f"{WEIGHT_PARAM} * datum.pretrain_knn + (1 - {WEIGHT_PARAM}) * datum.new_domain_accuracy"
+FAMILY_PARAM = "family_pick"
+K_PARAM = "k_pick"
+
+BUNDLE_NAME = "vitcf-vega.js"
+CHART_CLASS = "vitcf-vega"  # marks an embedded chart in a page, so the bundle is loaded only there
+
+# Opaque, so black axis text stays readable when the book is switched to its dark theme.
+BACKGROUND = "white"
+X_TITLE = "New-domain accuracy (%)"
+Y_TITLE = "Pre-training-domain k-NN accuracy (%)"
+FRAME_COLUMNS = ("label", "family", "trainable_params", "new_domain_accuracy", "pretrain_knn",
+                 "pretrain_knn_baseline", "drop")
+
+
+# --- the numbers behind every view -------------------------------------------------------------
+
+def tradeoff_score(pretrain_knn, new_domain_accuracy, w: float):
+    """w * pretrain_knn + (1 - w) * new_domain_accuracy: one number per method for a given priority.
+
+    w = 1 ranks by what is kept of the pre-training domain (stability), w = 0 by what is learnt of
+    the new one (plasticity). The browser computes SCORE_EXPR; the tests hold the two together.
+    """
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
+        raise ValueError(f"the weight w must be a number in [0, 1], got {w!r}")
+    return w * pretrain_knn + (1 - w) * new_domain_accuracy
+
+
+def _check_frame(frame: pd.DataFrame, columns=FRAME_COLUMNS) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the frame lacks column(s) {', '.join(missing)}; build it with vitcf.records.records_frame")
+    if frame.empty:
+        raise ValueError("the frame has no rows: there is nothing to plot")
+    if "preset" in frame.columns and frame["preset"].nunique() > 1:
+        raise ValueError(f"the frame mixes presets {sorted(frame['preset'].unique())}; their accuracies are on "
+                         "different datasets and cannot share axes, so plot one preset at a time")
+    unknown = sorted(set(frame["family"]) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown method family {unknown}; known: {', '.join(FAMILIES)}")
+
+
+def label_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per label (configuration): the mean over its seeds, with min and max, and n seeds.
+
+    Rows come in the paper's family order, then by trainable parameters, so every view lists
+    methods the same way.
+    """
+    _check_frame(frame)
+    families = frame.groupby("label")["family"].nunique()
+    if (families > 1).any():
+        raise ValueError(f"label(s) {list(families[families > 1].index)} appear under several families")
+    grouped = frame.groupby("label", sort=False)
+    summary = grouped.agg(
+        family=("family", "first"),
+        trainable_params=("trainable_params", "max"),
+        n=("label", "size"),
+        new_domain_accuracy=("new_domain_accuracy", "mean"),
+        new_domain_accuracy_min=("new_domain_accuracy", "min"),
+        new_domain_accuracy_max=("new_domain_accuracy", "max"),
+        pretrain_knn=("pretrain_knn", "mean"),
+        pretrain_knn_min=("pretrain_knn", "min"),
+        pretrain_knn_max=("pretrain_knn", "max"),
+        pretrain_knn_baseline=("pretrain_knn_baseline", "mean"),
+        drop=("drop", "mean"),
+    ).reset_index()
+    order = summary["family"].map(FAMILIES.index)
+    return summary.assign(_order=order).sort_values(["_order", "trainable_params", "label"]).drop(
+        columns="_order").reset_index(drop=True)
+
+
+def rank_methods(frame: pd.DataFrame, w: float, family: str | None = None) -> pd.DataFrame:
+    """The labels ranked by `tradeoff_score` at weight `w` (best first), optionally of one family.
+
+    This is the ranking the chart's bar view shows at the same slider position.
+    """
+    summary = label_summary(frame)
+    if family is not None:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown method family {family!r}; known: {', '.join(FAMILIES)}")
+        summary = summary[summary["family"] == family]
+    summary = summary.assign(score=tradeoff_score(summary["pretrain_knn"], summary["new_domain_accuracy"], w))
+    ranked = summary.sort_values(["score", "label"], ascending=[False, True]).reset_index(drop=True)
+    return ranked.assign(rank=range(1, len(ranked) + 1))
+
+
+def paper_frame() -> pd.DataFrame:
+    """The paper's reported points (PAPER_ROWS) in the columns of `records_frame`.
+
+    new_domain_accuracy is the CIFAR-100 accuracy and pretrain_knn the IN-1K k-NN accuracy after
+    fine-tuning; trainable_params is the count as printed in the paper (its nominal value), which is
+    what a reader of the paper compares with.
+    """
+    rows = []
+    for row in PAPER_ROWS:
+        method = make_method(row.method, **row.hparams)
+        rows.append({
+            "label": method.label, "method": row.method, "family": method.family,
+            "trainable_params": parse_count(row.params_text),
+            "new_domain_accuracy": row.cifar100, "pretrain_knn": row.in1k, "mean": row.mean,
+        })
+    return pd.DataFrame(rows)
+
+
+def _check_reference(frame: pd.DataFrame, reference: pd.DataFrame | None) -> None:
+    """The paper's points share axes only with the paper preset (ViT-B/16, CIFAR-100, ImageNet-1K)."""
+    if reference is None:
+        return
+    _check_frame(reference, ("label", "family", "new_domain_accuracy", "pretrain_knn"))
+    if "preset" in frame.columns and set(frame["preset"]) != {"paper"}:
+        raise ValueError(f"reference points are the paper's (CIFAR-100 / ImageNet-1K) results; the frame's preset "
+                         f"is {sorted(frame['preset'].unique())}, whose datasets differ: use the paper preset")
+
+
+# --- the interactive trade-off chart (Vega-Lite) --------------------------------------------------
+
+def _colour() -> alt.Color:
+    return alt.Color("family:N", title="Family",
+                     scale=alt.Scale(domain=list(FAMILIES), range=[FAMILY_COLOURS[f] for f in FAMILIES]))
+
+
+def _size() -> alt.Size:
+    # Trainable counts span three orders of magnitude (a linear head to the full ViT): log scale.
+    return alt.Size("trainable_params:Q", title="Trainable parameters",
+                    scale=alt.Scale(type="log", range=[30, 400]), legend=alt.Legend(format="~s"))
+
+
+def _family_selection(families: list[str]) -> alt.Parameter:
+    dropdown = alt.binding_select(options=[None, *families], labels=["all", *families], name="Method family ")
+    return alt.selection_point(name=FAMILY_PARAM, fields=["family"], bind=dropdown)
+
+
+def _points(summary: pd.DataFrame, baseline: float, family: alt.Parameter, reference) -> alt.LayerChart:
+    x = alt.X("new_domain_accuracy:Q", title=X_TITLE, scale=alt.Scale(zero=False))
+    y = alt.Y("pretrain_knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False))
+    highlight = alt.condition(family, alt.value(0.9), alt.value(0.12))
+    base = alt.Chart(summary)
+    points = base.mark_point(filled=True).encode(
+        x=x, y=y, color=_colour(), size=_size(), opacity=highlight,
+        tooltip=[
+            alt.Tooltip("label:N", title="method"),
+            alt.Tooltip("trainable_params:Q", title="trainable parameters", format=","),
+            alt.Tooltip("new_domain_accuracy:Q", title="new-domain accuracy", format=".2f"),
+            alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN", format=".2f"),
+            alt.Tooltip("drop:Q", title="drop from pre-trained", format=".2f"),
+            alt.Tooltip("n:Q", title="seeds"),
+        ],
+    ).add_params(family).properties(name="tradeoff_points")
+    spread = base.transform_filter("datum.n > 1")
+    x_spread = spread.mark_rule().encode(
+        x=alt.X("new_domain_accuracy_min:Q", title=X_TITLE), x2="new_domain_accuracy_max:Q",
+        y=alt.Y("pretrain_knn:Q", title=Y_TITLE), color=_colour(), opacity=highlight)
+    y_spread = spread.mark_rule().encode(
+        x=alt.X("new_domain_accuracy:Q", title=X_TITLE), y=alt.Y("pretrain_knn_min:Q", title=Y_TITLE),
+        y2="pretrain_knn_max:Q", color=_colour(), opacity=highlight)
+    ceiling = alt.Chart(pd.DataFrame({"pretrain_knn_baseline": [baseline]}))
+    rule = ceiling.mark_rule(strokeDash=[6, 4], color="gray").encode(
+        y=alt.Y("pretrain_knn_baseline:Q", title=Y_TITLE))
+    note = ceiling.mark_text(align="left", baseline="bottom", dx=4, dy=-3, color="gray").encode(
+        y=alt.Y("pretrain_knn_baseline:Q", title=Y_TITLE), x=alt.value(0),
+        text=alt.value("pre-trained backbone (no forgetting)"))
+    layers = [rule, note, x_spread, y_spread, points]
+    subtitle = "filled: this study, mean and min-max over seeds"
+    if reference is not None:
+        layers.append(_reference_points(reference, family))
+        subtitle += "; hollow diamonds: the paper's reported results"
+    return alt.layer(*layers).properties(
+        width=440, height=300, title=alt.Title("What is learnt (x) and what is kept (y)", subtitle=subtitle))
+
+
+def _reference_points(reference: pd.DataFrame, family: alt.Parameter) -> alt.Chart:
+    """The paper's reported results as hollow diamonds on the same axes."""
+    size = _size() if "trainable_params" in reference.columns else alt.value(120)
+    return alt.Chart(reference).mark_point(filled=False, shape="diamond", strokeWidth=1.5).encode(
+        x=alt.X("new_domain_accuracy:Q", title=X_TITLE), y=alt.Y("pretrain_knn:Q", title=Y_TITLE),
+        color=_colour(), size=size, opacity=alt.condition(family, alt.value(0.9), alt.value(0.12)),
+        tooltip=[
+            alt.Tooltip("label:N", title="paper, reported"),
+            alt.Tooltip("new_domain_accuracy:Q", title="new-domain accuracy", format=".2f"),
+            alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN", format=".2f"),
+        ],
+    )
+
+
+def _ranking(summary: pd.DataFrame, family: alt.Parameter) -> alt.LayerChart:
+    # op="max" (one row per label): a layered view can only sort its shared domain by min/max/count.
+    y = alt.Y("label:N", title=None, sort=alt.EncodingSortField(field="score", op="max", order="descending"))
+    x = alt.X("score:Q", title="score")
+    base = alt.Chart(summary).transform_filter(family).transform_calculate(score=SCORE_EXPR)
+    bars = base.mark_bar().encode(
+        x=x, y=y, color=_colour(),
+        tooltip=[alt.Tooltip("label:N", title="method"), alt.Tooltip("score:Q", format=".2f")])
+    values = base.mark_text(align="left", dx=3).encode(x=x, y=y, text=alt.Text("score:Q", format=".1f"))
+    # Named views give stable SVG class names ("ranking_scores..."), which the browser test reads.
+    return alt.layer(bars, values.properties(name="ranking_scores")).properties(
+        name="ranking", width=440, height=alt.Step(20),
+        title=alt.Title("Ranking by score",
+                        subtitle="score = w × pre-training k-NN + (1 − w) × new-domain accuracy"))
+
+
+def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None, weight: float = 0.5):
+    """The study's main figure: learning against forgetting, and a ranking that follows a slider.
+
+    Top: one point per configuration (mean over seeds, min-max bars), x = new-domain accuracy,
+    y = pre-training-domain k-NN accuracy after fine-tuning, the dashed line the pre-trained
+    backbone's accuracy; colour = family, size = trainable parameters (log). Bottom: the same
+    configurations ranked by `tradeoff_score`, re-sorted in the browser as the w slider moves. The
+    family dropdown filters the ranking and highlights that family above. `reference` (e.g.
+    `paper_frame()`) adds hollow diamonds; only the paper preset shares the paper's datasets, so any
+    other preset is refused. `weight` is the slider's starting position.
+    """
+    tradeoff_score(0.0, 0.0, weight)  # validates the weight
+    _check_reference(frame, reference)
+    summary = label_summary(frame)
+    families = [f for f in FAMILIES if f in set(summary["family"])]
+    family = _family_selection(families)
+    w = alt.param(name=WEIGHT_PARAM, value=weight, bind=alt.binding_range(
+        min=0, max=1, step=0.05, name="Weight w on the pre-training domain "))
+    baseline = float(summary["pretrain_knn_baseline"].mean())
+    return alt.vconcat(_points(summary, baseline, family, reference), _ranking(summary, family)).add_params(
+        w).properties(background=BACKGROUND)
+
+
+# --- forgetting over training steps -------------------------------------------------------------
+
+def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per (run, probed step, k): the k-NN accuracy on the pre-training domain at that step.
+
+    Records keep these under metrics.knn_over_steps when a run was asked for `forgetting_steps`;
+    runs without them contribute no rows.
+    """
+    rows = []
+    for record in records:
+        for entry in record["metrics"].get("knn_over_steps") or []:
+            for k, accuracy in entry["knn"].items():  # k is a string once the record went through JSON
+                rows.append({"run": record["run"], "preset": record["preset"], "label": record["label"],
+                             "family": record["family"], "seed": record["seed"], "step": entry["step"],
+                             "k": int(k), "knn": accuracy})
+    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "step", "k", "knn"])
+
+
+def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
+    """Pre-training-domain k-NN accuracy against training step, one line per run, k in a dropdown.
+
+    Raises ValueError when no record was probed during training (run with `forgetting_steps`, CLI
+    `--forgetting-steps`). `k` is the dropdown's starting value (default 20 where measured, the
+    largest k otherwise).
+    """
+    curves = forgetting_curve_frame(records)
+    if curves.empty:
+        raise ValueError(f"none of the {len(records)} records has k-NN accuracies over training steps "
+                         "(metrics.knn_over_steps); run with forgetting_steps=(...), CLI --forgetting-steps")
+    if curves["preset"].nunique() > 1:
+        raise ValueError(f"the records mix presets {sorted(curves['preset'].unique())}; plot one preset at a time")
+    ks = sorted(curves["k"].unique().tolist())
+    start = k if k is not None else (20 if 20 in ks else ks[-1])
+    if start not in ks:
+        raise ValueError(f"k={k!r} was not measured over steps; measured: {ks}")
+    pick = alt.param(name=K_PARAM, value=start, bind=alt.binding_select(options=ks, name="k-NN neighbours k "))
+    return alt.Chart(curves).transform_filter(f"datum.k == {K_PARAM}").mark_line(point=True).encode(
+        x=alt.X("step:Q", title="Training step"),
+        y=alt.Y("knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False)),
+        color=alt.Color("label:N", title="Method"),
+        detail="run:N",
+        tooltip=["label:N", "seed:Q", "step:Q", alt.Tooltip("knn:Q", title="k-NN accuracy", format=".2f")],
+    ).add_params(pick).properties(width=440, height=300, title="Forgetting during fine-tuning", background=BACKGROUND)
+
+
+# --- static figure for print (seaborn) ----------------------------------------------------------
+
+def tradeoff_figure(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None):
+    """The trade-off chart's top view as a static matplotlib Figure (for print and PDF).
+
+    Built on a bare Figure, not pyplot, so a notebook cell that returns it shows it once and no
+    global figure state piles up across a book build.
+    """
+    # Imported here: the Sphinx extension imports this module at every build and needs none of it.
+    import seaborn as sns
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    _check_reference(frame, reference)
+    summary = label_summary(frame)
+    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    ax = fig.subplots()
+    ax.errorbar(summary["new_domain_accuracy"], summary["pretrain_knn"],
+                xerr=[summary["new_domain_accuracy"] - summary["new_domain_accuracy_min"],
+                      summary["new_domain_accuracy_max"] - summary["new_domain_accuracy"]],
+                yerr=[summary["pretrain_knn"] - summary["pretrain_knn_min"],
+                      summary["pretrain_knn_max"] - summary["pretrain_knn"]],
+                fmt="none", ecolor="0.65", elinewidth=1, zorder=1)
+    sns.scatterplot(data=summary, x="new_domain_accuracy", y="pretrain_knn", hue="family",
+                    hue_order=[f for f in FAMILIES if f in set(summary["family"])], palette=FAMILY_COLOURS,
+                    size="trainable_params", size_norm=LogNorm(), sizes=(30, 300), ax=ax, zorder=2)
+    for row in summary.itertuples():
+        ax.annotate(row.label, (row.new_domain_accuracy, row.pretrain_knn), xytext=(5, 4),
+                    textcoords="offset points", fontsize=8)
+    if reference is not None:
+        ax.scatter(reference["new_domain_accuracy"], reference["pretrain_knn"], marker="D", facecolors="none",
+                   edgecolors=[FAMILY_COLOURS[f] for f in reference["family"]], label="paper (reported)", zorder=2)
+    ax.axhline(summary["pretrain_knn_baseline"].mean(), color="0.3", linestyle="--", linewidth=1,
+               label="pre-trained (no forgetting)")
+    ax.set(xlabel=X_TITLE, ylabel=Y_TITLE)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, [_legend_text(text) for text in labels], fontsize=8, loc="best")
+    return fig
+
+
+def _legend_text(text: str) -> str:
+    """Seaborn titles its legend sections by column name and prints raw counts: make them readable."""
+    titles = {"family": "Family", "trainable_params": "Trainable parameters"}
+    if text in titles:
+        return titles[text]
+    try:
+        return summary_count(int(float(text)))
+    except ValueError:
+        return text
+
+
+# --- offline Vega for the built book -------------------------------------------------------------
+
+def _vegalite_version() -> str:
+    """Altair's Vega-Lite (major.minor) when vl-convert ships it, else vl-convert's newest.
+
+    Specs are forward compatible within a major version, so a newer runtime is the safe fallback.
+    """
+    import vl_convert as vlc
+
+    wanted = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    available = vlc.get_vegalite_versions()
+    return wanted if wanted in available else available[-1]
+
+
+@functools.cache
+def _vega_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed in one script with no external dependency.
+
+    It defines window.vegaEmbed, window.vega and window.vegaLite and nothing else: vl-convert emits
+    module code with top-level `const` names (`_` among them) that, loaded as a classic script,
+    would share the page's global scope and collide with Sphinx's own `const _` (a SyntaxError
+    that loses the whole bundle), so it is wrapped in a function. It uses no module loader, so
+    require.js on the same page does not interfere. Building it takes a few seconds: cached.
+    """
+    import vl_convert as vlc
+
+    version = _vegalite_version()
+    header = (f"/* {BUNDLE_NAME}: Vega {vlc.get_vega_version()}, Vega-Lite {version}, vega-embed "
+              f"{vlc.get_vega_embed_version()}, bundled by vl-convert-python for vitcf.plots.embed */\n")
+    return f"{header}(function () {{\n{vlc.javascript_bundle(vl_version=version)}\n}})();\n"
+
+
+def write_vega_bundle(static_dir: str | os.PathLike) -> Path:
+    """Write the bundle as `static_dir`/vitcf-vega.js; an identical file is left untouched.
+
+    Leaving it untouched keeps its timestamp, so incremental builds and browser caches see no change.
+    The write goes through a temporary file and a rename, so a crash never leaves half a script
+    (and a parallel build never reads one).
+    """
+    path = Path(static_dir) / BUNDLE_NAME
+    text = _vega_bundle()
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a web server must be able to read it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+_EMBED_OPTIONS = {
+    "mode": "vega-lite",
+    "renderer": "svg",  # text stays text: searchable, selectable, and crisp when zoomed
+    # Export (SVG/PNG) works offline; the source, compiled and editor actions open web pages.
+    "actions": {"export": True, "source": False, "compiled": False, "editor": False},
+}
+
+_EMBED_SCRIPT = """(function () {
+  var element = document.getElementById("@ID@");
+  var spec = @SPEC@;
+  function draw() {
+    if (typeof window.vegaEmbed !== "function") {
+      element.textContent = "This chart needs the book's local Vega bundle (@BUNDLE@), which is not loaded here. " +
+        "In Jupyter, display the Altair chart object itself.";
+      return;
+    }
+    window.vegaEmbed(element, spec, @OPTIONS@).catch(function (error) {
+      element.textContent = "The chart failed to render: " + error;
+      console.error(error);
+    });
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", draw); } else { draw(); }
+})();"""
+
+_EMBED_COUNT = itertools.count()
+
+
+def _script_json(data) -> str:
+    """JSON that is safe inside a <script> element ('</script>' or '<!--' in a label cannot end it)."""
+    return json.dumps(data, sort_keys=True).replace("<", "\\u003c")
+
+
+def embed(chart):
+    """An HTML display of `chart` that draws with the book's local Vega bundle: no CDN, no kernel.
+
+    The output is a div and an inline script calling window.vegaEmbed, which the page gets from
+    vitcf-vega.js (see the module docstring). The spec's $schema (a URL, used only to guess the
+    mode) is dropped and the mode given instead, so the page names no remote address at all.
+    """
+    from IPython.display import HTML
+
+    spec = chart.to_dict()
+    spec.pop("$schema", None)
+    payload = _script_json(spec)
+    # Deterministic ids keep rebuilt pages identical; the counter separates repeated charts.
+    element = f"{CHART_CLASS}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}-{next(_EMBED_COUNT)}"
+    script = (_EMBED_SCRIPT.replace("@ID@", element).replace("@BUNDLE@", BUNDLE_NAME)
+              .replace("@OPTIONS@", _script_json(_EMBED_OPTIONS)).replace("@SPEC@", payload))
+    return HTML(f'<div id="{element}" class="{CHART_CLASS}"></div>\n'
+                f'<script type="text/javascript">\n{script}\n</script>')
+
+
+# --- Sphinx extension: the bundle in the built book ------------------------------------------------
+
+def _bundle_into_build(app) -> None:
+    if app.builder.format == "html":
+        write_vega_bundle(Path(app.outdir) / "_static")
+
+
+def _bundle_where_charts_are(app, pagename, templatename, context, doctree) -> None:
+    # Called per page: Sphinx adds a script registered here to this page only. Deferred, it does not
+    # hold up the page; `embed`'s scripts wait for DOMContentLoaded, which comes after it has run.
+    if f'class="{CHART_CLASS}"' in context.get("body", ""):
+        app.add_js_file(BUNDLE_NAME, loading_method="defer")
+
+
+def setup(app) -> dict:
+    """Sphinx entry point: `sphinx: extra_extensions: [vitcf.plots]` in the book's _config.yml.
+
+    The bundle is generated at build time into the output's _static folder (never committed, always
+    matching the installed Altair and vl-convert) and loaded only on pages that show a chart.
+    """
+    app.connect("builder-inited", _bundle_into_build)
+    app.connect("html-page-context", _bundle_where_charts_are)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+# --- live explorer for Jupyter (needs a kernel) ---------------------------------------------------
+
+def _ranking_html(ranking: pd.DataFrame) -> str:
+    shown = ranking[["rank", "label", "family", "new_domain_accuracy", "pretrain_knn", "score"]].rename(columns={
+        "new_domain_accuracy": "new-domain acc.", "pretrain_knn": "pre-training k-NN"})
+    return shown.to_html(index=False, float_format="{:.2f}".format, border=0)
+
+
+def explorer(frame: pd.DataFrame, *, weight: float = 0.5):
+    """ipywidgets for a live kernel: a w slider and a family dropdown re-rank the methods in a table.
+
+    The static book cannot run these callbacks (use `tradeoff_chart` there); in Jupyter, Binder or
+    Colab they can. The table is `rank_methods` at the widgets' values, so it matches the chart.
+    """
+    import ipywidgets as widgets
+
+    summary = label_summary(frame)
+    tradeoff_score(0.0, 0.0, weight)
+    families = [f for f in FAMILIES if f in set(summary["family"])]
+    slider = widgets.FloatSlider(value=weight, min=0, max=1, step=0.05, description="w", readout_format=".2f")
+    dropdown = widgets.Dropdown(options=["all", *families], value="all", description="family")
+    table = widgets.HTML()
+
+    def show(change=None) -> None:
+        family = None if dropdown.value == "all" else dropdown.value
+        table.value = _ranking_html(rank_methods(frame, slider.value, family))
+
+    slider.observe(show, names="value")
+    dropdown.observe(show, names="value")
+    show()
+    return widgets.VBox([widgets.HBox([slider, dropdown]), table])
