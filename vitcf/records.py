@@ -13,11 +13,12 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from .checkpoints import atomic_path
 
 RESULTS_ROOT = Path("results")
 _LIBRARIES = ("vitcf", "torch", "torchvision", "timm", "peft", "numpy")
@@ -36,20 +37,12 @@ def run_name(method: str, hparams: dict, seed: int) -> str:
 
 def write_json(path: str | os.PathLike, data: dict) -> Path:
     """Write `data` as JSON atomically: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return Path(path)
 
 
 def read_json(path: str | os.PathLike) -> dict:
