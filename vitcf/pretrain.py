@@ -36,6 +36,7 @@ from .backbones import WEIGHTS_DIR, create_backbone, get_spec
 from .checkpoints import save_state_dict, sha256
 from .data import ImageSet, batches, load_dataset, match_channels, normalize, random_resized_crop_flip
 from .evaluate import autocast, extract_features, knn_accuracy
+from .methods.base import check_int
 from .train import input_transform, lr_factor
 
 QUALITY_K = 20
@@ -73,11 +74,8 @@ class PretrainConfig:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "local_size", "head_out"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"pretrain: {name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.local_views, int) or self.local_views < 0:
-            raise ValueError(f"pretrain: local_views must be an integer >= 0, got {self.local_views!r}")
+            check_int("pretrain", name, getattr(self, name), minimum=1)
+        check_int("pretrain", "local_views", self.local_views, minimum=0)
         if not (isinstance(self.warmup_fraction, (int, float)) and 0 <= self.warmup_fraction < 1):
             raise ValueError(f"pretrain: warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
 

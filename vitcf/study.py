@@ -114,11 +114,11 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     """The un-fine-tuned backbone's probe scores and linear head, computed once per preset folder."""
     path, head_path = folder / "baseline.json", folder / "baseline_head.safetensors"
     key = records.config_hash({"preset": dataclasses.asdict(preset), "weights": weights["sha256"], "schema": SCHEMA})
-    if path.exists() and head_path.exists() and records.read_json(path).get("key") == key:
-        record = records.read_json(path)
-        head = torch.nn.Linear(record["width"], record["num_classes"])
+    cached = records.read_json(path) if path.exists() and head_path.exists() else {}
+    if cached.get("key") == key:
+        head = torch.nn.Linear(cached["width"], cached["num_classes"])
         load_into(head, head_path)
-        return record, head
+        return cached, head
     started = time.perf_counter()
     model = build_model(preset, weights, num_classes=0, seed=PROBE_SEED).to(device)
     feats = probe.features(model, device, progress)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageSet, batches, match_channels, normalize, random_resized_crop_flip, resize
 from .evaluate import accuracy, autocast
+from .methods.base import check_int
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "img_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"training: {name} must be an integer >= 1, got {value!r}")
+            check_int("training", name, getattr(self, name), minimum=1)
         if not (isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps <= self.steps):
             raise ValueError(f"training: warmup_steps must be an integer in [0, {self.steps}], got {self.warmup_steps!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
