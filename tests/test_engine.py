@@ -181,3 +181,13 @@ def test_paper_plan_checks_imagenet_and_weights_before_compute(tmp_path, monkeyp
     with pytest.raises(vitcf.WeightsUnavailableError, match="checkpoint=PATH"):
         plan_run("paper", "full", {}, 0, results_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_forgetting_probes_default_to_the_presets(tmp_path):
+    assert plan_run("smoke", "full", {}, 0, results_dir=tmp_path).forgetting_steps == (0, 3, 6)
+    assert plan_run("smoke", "full", {}, 0, results_dir=tmp_path, forgetting_steps=()).forgetting_steps == ()
+    assert plan_run("smoke", "full", {}, 0, results_dir=tmp_path, forgetting_steps=(5, 1, 5)).forgetting_steps == (1, 5)
+    # a shortened schedule keeps the preset's probes that still fall inside it
+    assert plan_run("smoke", "full", {}, 0, results_dir=tmp_path, steps=4).forgetting_steps == (0, 3)
+    mini = get_preset("mini")
+    assert mini.forgetting_steps[0] == 0 and mini.forgetting_steps[-1] == mini.steps  # from the start to the end

@@ -130,7 +130,7 @@ def test_plan_selects_by_method_or_label_seed_by_seed(tmp_path):
     assert run.error == tmp_path / "lora_r4_seed0.error.json"
     parameters = run.parameters()
     assert parameters == {"preset": "smoke", "method": "lora", "hparams": '{"r": 4}', "seed": 0,
-                          "results_dir": str(tmp_path.resolve()), "forgetting_steps": "[]", "device": "cpu",
+                          "results_dir": str(tmp_path.resolve()), "forgetting_steps": "[0, 3, 6]", "device": "cpu",
                           "force": False}
     assert all(isinstance(v, (str, int, bool)) for v in parameters.values())  # papermill wants plain values
     assert not any(tmp_path.iterdir())
@@ -148,5 +148,5 @@ def test_the_notebook_is_saved_clean_with_the_documented_parameters():
     assert {k: namespace[k] for k in ("preset", "method", "hparams", "seed", "results_dir", "forgetting_steps",
                                       "device", "force")} == {
         "preset": "smoke", "method": "linear", "hparams": "{}", "seed": 0, "results_dir": "",
-        "forgetting_steps": "[]", "device": "", "force": False}
-    assert json.loads(namespace["hparams"]) == {} and json.loads(namespace["forgetting_steps"]) == []
+        "forgetting_steps": "", "device": "", "force": False}
+    assert json.loads(namespace["hparams"]) == {}  # an empty forgetting_steps means the preset's

@@ -23,6 +23,14 @@ def _params(args: argparse.Namespace) -> int:
 HPARAM_OPTIONS = {"k": int, "r": int, "p": int, "alpha": float, "dropout": float, "target": str}
 
 
+STEPS_HELP = ("also probe the pre-training domain after these training steps (default: the preset's, e.g. mini "
+              "0 1 2 5 10 50 100 300; give the option with no steps for none)")
+
+
+def _steps(steps: list[int] | None) -> tuple[int, ...] | None:
+    return None if steps is None else tuple(steps)
+
+
 def _run(args: argparse.Namespace) -> int:
     from .study import execute, plan_run
 
@@ -30,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = plan_run(
         args.preset, args.method, hparams, args.seed,
         results_dir=args.results_dir, paper_faithful=args.paper_faithful, steps=args.steps, lr=args.lr,
-        forgetting_steps=tuple(args.forgetting_steps), device=args.device, keep_checkpoint=args.keep_checkpoint,
+        forgetting_steps=_steps(args.forgetting_steps), device=args.device, keep_checkpoint=args.keep_checkpoint,
         checkpoint=args.checkpoint, compile=args.compile,
     )
     record = execute(plan, force=args.force, progress=not args.quiet)
@@ -66,7 +74,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     summary = sweep(
         args.preset, seeds=tuple(args.seeds), only=args.only, results_dir=args.results_dir, device=args.device,
-        forgetting_steps=tuple(args.forgetting_steps), progress=not args.quiet,
+        forgetting_steps=_steps(args.forgetting_steps), progress=not args.quiet,
         on_run=lambda outcome: tqdm.write(str(outcome)),  # a line per run, above the progress bar
     )
     print(summary)
@@ -113,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", default=None)
     run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
     run.add_argument("--lr", type=float, default=None, help="override the grid's learning rate")
-    run.add_argument("--forgetting-steps", type=int, nargs="*", default=[],
-                     help="also probe the pre-training domain after these training steps")
+    run.add_argument("--forgetting-steps", type=int, nargs="*", default=None, help=STEPS_HELP)
     run.add_argument("--paper-faithful", action="store_true",
                      help="select the checkpoint on the test split, as the authors' code does")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -140,8 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--seeds", type=int, nargs="+", default=[0])
     swp.add_argument("--results-dir", default=None)
     swp.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    swp.add_argument("--forgetting-steps", type=int, nargs="*", default=[],
-                     help="also probe the pre-training domain after these training steps")
+    swp.add_argument("--forgetting-steps", type=int, nargs="*", default=None, help=STEPS_HELP)
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(func=_sweep)
 

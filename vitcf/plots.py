@@ -168,7 +168,7 @@ def _family_selection(families: list[str]) -> alt.Parameter:
     return alt.selection_point(name=FAMILY_PARAM, fields=["family"], bind=dropdown)
 
 
-def _points(summary: pd.DataFrame, baseline: float, family: alt.Parameter, reference) -> alt.LayerChart:
+def _points(summary: pd.DataFrame, baseline: float, family: alt.Parameter, reference, subtitle: str) -> alt.LayerChart:
     x = alt.X("new_domain_accuracy:Q", title=X_TITLE, scale=alt.Scale(zero=False))
     y = alt.Y("pretrain_knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False))
     highlight = alt.condition(family, alt.value(0.9), alt.value(0.12))
@@ -198,7 +198,6 @@ def _points(summary: pd.DataFrame, baseline: float, family: alt.Parameter, refer
         y=alt.Y("pretrain_knn_baseline:Q", title=Y_TITLE), x=alt.value(0),
         text=alt.value("pre-trained backbone (no forgetting)"))
     layers = [rule, note, x_spread, y_spread, points]
-    subtitle = "filled: this study, mean and min-max over seeds"
     if reference is not None:
         layers.append(_reference_points(reference, family))
         subtitle += "; hollow diamonds: the paper's reported results"
@@ -236,7 +235,11 @@ def _ranking(summary: pd.DataFrame, family: alt.Parameter) -> alt.LayerChart:
                         subtitle="score = w × pre-training k-NN + (1 − w) × new-domain accuracy"))
 
 
-def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None, weight: float = 0.5):
+STUDY_POINTS = "filled: this study, mean and min-max over seeds"
+
+
+def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None, weight: float = 0.5,
+                   subtitle: str = STUDY_POINTS):
     """The study's main figure: learning against forgetting, and a ranking that follows a slider.
 
     Top: one point per configuration (mean over seeds, min-max bars), x = new-domain accuracy,
@@ -245,7 +248,8 @@ def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None
     configurations ranked by `tradeoff_score`, re-sorted in the browser as the w slider moves. The
     family dropdown filters the ranking and highlights that family above. `reference` (e.g.
     `paper_frame()`) adds hollow diamonds; only the paper preset shares the paper's datasets, so any
-    other preset is refused. `weight` is the slider's starting position.
+    other preset is refused. `weight` is the slider's starting position; `subtitle` says what the
+    filled points are (e.g. the paper's reported numbers instead of this study's runs).
     """
     tradeoff_score(0.0, 0.0, weight)  # validates the weight
     _check_reference(frame, reference)
@@ -255,7 +259,7 @@ def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None
     w = alt.param(name=WEIGHT_PARAM, value=weight, bind=alt.binding_range(
         min=0, max=1, step=0.05, name="Weight w on the pre-training domain "))
     baseline = float(summary["pretrain_knn_baseline"].mean())
-    return alt.vconcat(_points(summary, baseline, family, reference), _ranking(summary, family)).add_params(
+    return alt.vconcat(_points(summary, baseline, family, reference, subtitle), _ranking(summary, family)).add_params(
         w).properties(background=BACKGROUND)
 
 

@@ -46,6 +46,7 @@ class Preset:
     knn_bank: int | None = None  # None: the whole pre-training train split
     knn_queries: int | None = None  # None: the whole pre-training test split
     knn_ks: tuple[int, ...] = (10, 20, 100, 200)
+    forgetting_steps: tuple[int, ...] = ()  # steps after which every run also probes the pre-training domain
     default_lr: float = 0.005
     default_warmup_fraction: float = 0.05
     eval_batch_size: int = 256
@@ -101,6 +102,7 @@ PRESETS: dict[str, Preset] = {
         knn_bank=10_000,
         knn_queries=2_000,
         crop_scale=(0.5, 1.0),
+        forgetting_steps=(0, 1, 2, 5, 10, 50, 100, 300),
     ),
     "smoke": Preset(
         name="smoke",
@@ -121,6 +123,7 @@ PRESETS: dict[str, Preset] = {
         knn_bank=400,
         knn_queries=100,
         knn_ks=(10, 20),
+        forgetting_steps=(0, 3, 6),
         eval_batch_size=128,
     ),
 }

@@ -197,7 +197,7 @@ def plan_run(
     paper_faithful: bool = False,
     steps: int | None = None,
     lr: float | None = None,
-    forgetting_steps: tuple[int, ...] = (),
+    forgetting_steps: tuple[int, ...] | None = None,
     device: str | None = None,
     compile: bool = False,
     keep_checkpoint: bool = False,
@@ -231,6 +231,8 @@ def plan_run(
         eval_batch_size=spec_preset.eval_batch_size,
         compile=compile,
     )
+    if forgetting_steps is None:  # the preset's probes (those within a shortened schedule); () for none
+        forgetting_steps = tuple(s for s in spec_preset.forgetting_steps if s <= train.steps)
     bad = [s for s in forgetting_steps if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= train.steps]
     if bad:
         raise ValueError(f"forgetting steps must be integers in [0, {train.steps}], got {bad}")

@@ -145,7 +145,7 @@ def plan_sweep(
     only: Iterable[str] | str | None = None,
     results_dir: str | Path | None = None,
     device: str | None = None,
-    forgetting_steps: Iterable[int] = (),
+    forgetting_steps: Iterable[int] | None = None,
 ) -> list[SweepRun]:
     """Plan every run of a sweep, seed by seed in the grid's order; nothing is read or written.
 
@@ -161,7 +161,7 @@ def plan_sweep(
     for seed in seeds:
         for point in points:
             plan = plan_run(preset, point.method, point.hparams, seed, results_dir=results_dir, device=device,
-                            forgetting_steps=tuple(forgetting_steps))
+                            forgetting_steps=None if forgetting_steps is None else tuple(forgetting_steps))
             runs.setdefault(plan.path, SweepRun(point, plan.method.label, plan))
     return list(runs.values())
 
@@ -173,7 +173,7 @@ def sweep(
     only: Iterable[str] | str | None = None,
     results_dir: str | Path | None = None,
     device: str | None = None,
-    forgetting_steps: Iterable[int] = (),
+    forgetting_steps: Iterable[int] | None = None,
     progress: bool = True,
     notebook: str | Path = NOTEBOOK,
     kernel_name: str | None = None,

@@ -1,0 +1,227 @@
+"""The real book, built strictly on smoke records, read as HTML and driven in a real browser.
+
+A module fixture writes smoke records for every grid point (two seeds for two of them, so spreads
+are drawn) and builds this checkout's book with `jupyter-book build . -W -n --keep-going` into a
+temporary folder, with VITCF_RESULTS pointing at the records and VITCF_BOOK_PRESET=smoke. The tests
+check that the pages show exactly the records' numbers, then open the mini-study page in headless
+Chromium (Debian's package, driven by Playwright): the charts must draw offline with no console
+error, and moving the w slider must re-rank the methods exactly as vitcf.plots.rank_methods does.
+"""
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from vitcf import findings, plots, report
+from vitcf.presets import get_preset
+from vitcf.records import read_records, records_frame
+from vitcf.study import run
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian package 'chromium')")
+pytestmark = pytest.mark.xdist_group("book")  # one worker builds the book once for the whole module
+TOC_PAGES = ["book/intro", "book/methods", "book/params", "notebooks/mini_study", "notebooks/paper_scale",
+             "notebooks/discussion", "notebooks/pretrain", "notebooks/finetune", "book/related",
+             "book/reproducibility"]
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    """(html folder, the records' frame, the records) of the book built on fresh smoke records."""
+    root = tmp_path_factory.mktemp("book")
+    folder = root / "results" / "smoke"
+    for point in get_preset("smoke").grid:
+        run("smoke", point.method, point.hparams, seed=0, results_dir=folder, progress=False)
+    for method, hparams in (("lora", {"r": 8}), ("linear", {})):
+        run("smoke", method, hparams, seed=1, results_dir=folder, progress=False, forgetting_steps=())
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, never a `jupyter book` (v2)
+    assert jupyter_book.exists(), f"no {jupyter_book}: install the book extra (jupyter-book>=1.0.4,<2)"
+    env = os.environ | {report.RESULTS_ENV: str(root / "results"), report.PRESET_ENV: "smoke"}
+    build = subprocess.run([str(jupyter_book), "build", str(REPO), "-W", "-n", "--keep-going",
+                            "--path-output", str(root / "out")], capture_output=True, text=True, timeout=1200, env=env)
+    assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-4000:]
+    runs = read_records(folder)
+    return root / "out" / "_build" / "html", records_frame(runs), runs
+
+
+SMART_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def text_of(path: Path) -> str:
+    """A page's article text, whitespace collapsed and Sphinx's typographic quotes made plain."""
+    article = BeautifulSoup(path.read_text(), "html.parser").find("article")
+    return " ".join(article.get_text(" ").split()).translate(SMART_QUOTES)
+
+
+def test_every_page_is_built_and_says_which_records_it_shows(book):
+    html, frame, runs = book
+    for page in TOC_PAGES:
+        assert (html / f"{page}.html").is_file(), page
+    for page in ("mini_study", "paper_scale", "discussion"):
+        text = text_of(html / "notebooks" / f"{page}.html")
+        assert f"Numbers on this page: {len(runs)} run record(s) of the smoke preset" in text
+        assert "This build shows the smoke preset in place of this page" in text
+        assert "No run of the" not in text
+
+
+def test_the_results_table_is_the_records(book):
+    html, frame, _ = book
+    table = report.results_table(frame)
+    assert (table["seeds"] == 2).sum() == 2  # LoRA r=8 and Linear, with mean ± sd
+    text = text_of(html / "notebooks" / "mini_study.html")
+    for label, row in table.iterrows():
+        line = " ".join([label, *map(str, row.to_list())])
+        assert line in text, line
+    assert "randomly initialised micro ViT" in text
+
+
+def test_the_discussion_is_written_from_the_records(book):
+    html, frame, _ = book
+    text = text_of(html / "notebooks" / "discussion.html")
+    checks = findings.revert_checks("micro")
+    paper = report.paper_chart_frame()
+    for note in (findings.linear_note(paper), findings.linear_note(frame), findings.lora_note(paper),
+                 findings.lora_note(frame, checks), findings.budget_note(paper), findings.budget_note(frame),
+                 findings.vit_b_budget()):
+        assert " ".join(note.split()) in text, note
+
+
+def test_the_paper_page_shows_the_reported_table_and_the_measured_times(book):
+    html, frame, runs = book
+    text = text_of(html / "notebooks" / "paper_scale.html")
+    for label, row in report.paper_reference().iterrows():
+        assert f"{label} {row['family']} {row['trainable params (reported)']} {row['CIFAR-100 (%)']}" in text
+    study = report.Study("smoke", "paper", Path("unused"), runs, None)
+    assert " ".join(report.timing_summary(study).split()) in text
+    for record in runs:
+        assert f"{record['timings']['total_seconds']:.1f}" in text
+    assert "VITCF_IMAGENET" in text
+
+
+def test_run_it_yourself_notebooks_are_shown_not_executed_with_launch_and_download(book):
+    html, _, _ = book
+    for page in ("notebooks/pretrain", "notebooks/finetune"):
+        soup = BeautifulSoup((html / f"{page}.html").read_text(), "html.parser")
+        assert not soup.select("div.cell_output"), page  # the build never trains
+        links = [a.get("href", "") for a in soup.find_all("a")]
+        assert any(href.startswith("https://colab.research.google.com/github/") for href in links), page
+        assert any("mybinder.org" in href for href in links), page
+        assert any(href.endswith(f"{page.split('/')[-1]}.ipynb") for href in links), page  # the download
+    mini = BeautifulSoup((html / "notebooks" / "mini_study.html").read_text(), "html.parser")
+    assert mini.select("div.cell_output")  # the results pages are executed
+
+
+MOVE_SLIDER = "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }"
+
+# The ranking view as drawn: its y-axis labels and score texts, each with its position. Vega's SVG
+# renderer moves existing nodes when the order changes, so document order is not display order.
+READ_RANKING = """el => {
+  const group = el.querySelector('g.ranking_group');
+  const read = selector => [...group.querySelectorAll(selector)].map(t => [t.textContent, t.getAttribute('transform')]);
+  return {axis: read('g.role-axis-label text'), scores: read('g[class*="ranking_scores"] text')};
+}"""
+
+
+def top_to_bottom(items) -> list[str]:
+    """The texts of (text, 'translate(x,y)') pairs, ordered by y."""
+    def height(item):
+        return float(re.search(r"translate\([-\d.]+,([-\d.]+)\)", item[1])[1])
+
+    return [text for text, _ in sorted(items, key=height)]
+
+
+def displayed(chart, labels) -> list[tuple[str, str]]:
+    """(label, score text) of the ranking bars, top to bottom, as the browser drew them."""
+    drawn = chart.evaluate(READ_RANKING)
+    axis = top_to_bottom([item for item in drawn["axis"] if item[0] in labels])  # the x axis has numbers
+    scores = top_to_bottom(drawn["scores"])
+    assert len(axis) == len(scores)
+    return list(zip(axis, scores))
+
+
+def expected(frame, w) -> list[tuple[str, str]]:
+    return [(row.label, f"{row.score:.1f}") for row in plots.rank_methods(frame, w).itertuples()]
+
+
+def same_ranking(shown, wanted) -> bool:
+    """Equal up to the order of tied scores (Vega and pandas may break ties differently)."""
+    return sorted(shown) == sorted(wanted) and [s for _, s in shown] == [s for _, s in wanted]
+
+
+def listen(page, requests: list) -> list:
+    """Collect the page's requests into `requests`; return the list its console errors go to."""
+    errors = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def console_errors(browser, path: Path) -> list:
+    page = browser.new_page()
+    errors = listen(page, [])
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    page.close()
+    return errors
+
+
+@contextlib.contextmanager
+def redrawn(page, chart):
+    """Wait, after the block, until the chart's SVG differs from what it was before the block."""
+    before = chart.locator("svg.marks").inner_html()
+    yield
+    page.wait_for_function("([el, old]) => el.querySelector('svg.marks').innerHTML !== old",
+                           arg=[chart.element_handle(), before], timeout=10_000)
+
+
+@needs_chromium
+def test_charts_render_offline_and_the_slider_reranks(book):
+    from playwright.sync_api import sync_playwright
+
+    html, frame, _ = book
+    labels = set(frame["label"])
+    page_file = html / "notebooks" / "mini_study.html"
+    text = page_file.read_text()
+    assert f'defer="defer" src="../_static/{plots.BUNDLE_NAME}' in text  # loaded where a chart is, and only there
+    assert plots.BUNDLE_NAME not in (html / "book" / "intro.html").read_text()
+    assert (html / "_static" / plots.BUNDLE_NAME).stat().st_size > 500_000
+    assert "require.js" not in text and "cdn." not in text
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            # The theme logs errors of its own on every page (JB1 declares THEBE_JS_URL twice, the
+            # theme warns of its colour mode): what the charts add is measured against a page without.
+            theme_errors = console_errors(browser, html / "book" / "intro.html")
+            page, requests = browser.new_page(), []
+            errors = listen(page, requests)
+            page.goto(page_file.as_uri())
+            page.wait_for_selector(f".{plots.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=20_000)
+            tradeoff, curve = page.locator(f"div.{plots.CHART_CLASS}").all()
+            curve.locator("svg.marks").wait_for(timeout=20_000)
+            assert same_ranking(displayed(tradeoff, labels), expected(frame, 0.5))
+
+            slider = tradeoff.locator(f'input[type="range"][name="{plots.WEIGHT_PARAM}"]')
+            for w in ("1", "0"):
+                with redrawn(page, tradeoff):
+                    slider.evaluate(MOVE_SLIDER, w)
+                shown = displayed(tradeoff, labels)
+                assert same_ranking(shown, expected(frame, float(w))), (w, shown)
+            with redrawn(page, tradeoff):
+                tradeoff.locator("select").select_option(label="LoRA")
+            assert sorted(label for label, _ in displayed(tradeoff, labels)) == ["LoRA r=16", "LoRA r=4", "LoRA r=8"]
+            with redrawn(page, curve):
+                curve.locator("select").select_option("10")
+        finally:
+            browser.close()
+    assert [e for e in errors if e not in theme_errors] == []
+    remote = [url for url in requests if not url.startswith(("file://", "data:", "blob:"))]
+    assert not remote, remote

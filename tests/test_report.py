@@ -1,0 +1,200 @@
+"""The book's reading of the records (vitcf.report) and the discussion's evidence (vitcf.findings)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from vitcf import findings, report
+from vitcf.paper import DINO_VITB16_KNN, PAPER_ROWS
+from vitcf.presets import get_preset
+from vitcf.records import records_frame, write_json
+from vitcf.study import run
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """A results root with smoke records: linear (seeds 0, 1), LoRA r=8 and block expansion p=2."""
+    root = tmp_path_factory.mktemp("results")
+    for method, hparams, seed in (("linear", {}, 0), ("linear", {}, 1), ("lora", {"r": 8}, 0),
+                                  ("block_expansion", {"p": 2}, 0)):
+        run("smoke", method, hparams, seed, results_dir=root / "smoke", progress=False, forgetting_steps=())
+    return root
+
+
+def frame_of(rows):
+    """A records_frame-shaped frame from (label, family, params, new-domain, k-NN) with baseline 50."""
+    return pd.DataFrame([{"label": label, "family": family, "trainable_params": params, "new_domain_accuracy": new,
+                          "pretrain_knn": knn, "pretrain_knn_baseline": 50.0, "drop": 50.0 - knn,
+                          "linear_head_after": knn, "seed": 0}
+                         for label, family, params, new, knn in rows])
+
+
+GRID = frame_of([("Full", "standard", 1000, 90.0, 20.0), ("Top-3", "standard", 300, 85.0, 45.0),
+                 ("Linear", "standard", 10, 70.0, 50.0), ("LoRA r=8", "LoRA", 40, 88.0, 40.0),
+                 ("Block exp. p=3", "block expansion", 300, 89.0, 48.0),
+                 ("Block exp. p=1", "block expansion", 100, 80.0, 49.0)])
+
+
+def test_load_study_reads_one_presets_records(smoke_results, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(smoke_results))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    study = report.load_study("smoke")
+    assert not study.empty and not study.overridden and study.baseline is not None
+    assert sorted(r["run"] for r in study.runs) == ["block_expansion_p2_seed0", "linear_seed0", "linear_seed1",
+                                                     "lora_r8_seed0"]
+    assert study.source().startswith("Numbers on this page: 4 run record(s) of the `smoke` preset "
+                                     "(3 configurations, seeds 0, 1)")
+    assert "in place of" not in study.source()
+    assert len(study.frame()) == 4
+
+
+def test_the_preset_override_is_announced(smoke_results, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(smoke_results))
+    monkeypatch.setenv(report.PRESET_ENV, "smoke")
+    study = report.load_study("mini")
+    assert study.preset == "smoke" and study.requested == "mini" and study.overridden
+    assert "This build shows the `smoke` preset in place of this page's `mini`" in study.source()
+    monkeypatch.setenv(report.PRESET_ENV, "tiny")
+    with pytest.raises(ValueError, match="unknown preset 'tiny'; allowed: paper, mini, smoke"):
+        report.load_study("mini")
+
+
+def test_an_empty_study_says_what_to_run_and_lists_failures(tmp_path, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    study = report.load_study("smoke")
+    assert study.empty and study.runs == [] and study.baseline is None
+    assert report.missing_runs(study) == (f"No run of the `smoke` preset is recorded in `{tmp_path / 'smoke'}` yet. "
+                                          "`vitcf sweep --preset smoke` fills this page.")
+    write_json(tmp_path / "smoke" / "full_seed0.error.json", {"error": "boom"})
+    study = report.load_study("smoke")
+    assert study.failed == ["full_seed0"]
+    assert "1 run(s) failed: see their `.error.json` files." in report.missing_runs(study)
+    assert str(report.shown(study, lambda s: 1 / 0).data).startswith("No run of the `smoke` preset")
+
+
+def test_a_missing_shipped_backbone_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    monkeypatch.setattr(report, "WEIGHTS_DIR", tmp_path / "weights")
+    text = report.missing_runs(report.load_study("mini"))
+    assert "The `mini` backbone's pre-trained weights are not in this checkout either: " \
+           "`vitcf pretrain --preset mini` makes them" in text
+    assert "not in this checkout (`vitcf/weights/mini.safetensors`)" in report.backbone_view(get_preset("mini")).data
+    assert "randomly initialised `micro` ViT" in report.backbone_view(get_preset("smoke")).data
+    assert "timm/vit_base_patch16_224.dino" in report.backbone_view(get_preset("paper")).data
+
+
+def card(**changes):
+    base = {
+        "backbone": "mini", "architecture": {"depth": 12}, "data": {"dataset": "fashion_mnist", "images": 60000},
+        "config": {"epochs": 100, "batch_size": 512}, "seed": 0, "train_seconds": 1230.0, "images_per_second": 4878.0,
+        "knn": {"protocol": "weighted k-NN", "pretrained": {"10": 88.5, "20": 88.25}, "random_init": {"20": 65.6}},
+        "quality_bar": {"k": 20, "min_accuracy": 88.0, "met": True},
+        "weights": {"file": "mini.safetensors", "sha256": "ab" * 32, "bytes": 2_500_000},
+        "environment": {"hardware": "NVIDIA H100", "git_commit": "abc123"}, "created_at": "2026-11-23T10:00:00+00:00",
+    }
+    return base | changes
+
+
+def test_the_provenance_table_reads_the_card(tmp_path, monkeypatch):
+    table = report.provenance(card())
+    assert table.loc["k-NN accuracy, k=20", ""] == "88.25% (random init: 65.60%)"
+    assert table.loc["wall time", ""] == "20.5 min (4,878 images/s)"
+    assert table.loc["quality bar", ""] == "met (k=20 at least 88.0%)"
+    assert "60,000 fashion_mnist training images (labels unused), 100 epochs, batch 512" in table.loc["pre-training", ""]
+    missed = report.provenance(card(quality_bar={"k": 20, "min_accuracy": 88.0, "met": False}))
+    assert missed.loc["quality bar", ""].startswith("NOT met")
+    monkeypatch.setattr(report, "WEIGHTS_DIR", tmp_path)
+    (tmp_path / "mini.json").write_text(json.dumps(card()))
+    assert report.weights_card("mini") == card() and report.weights_card("micro") is None
+    assert report.backbone_view(get_preset("mini")).equals(table)
+
+
+def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(smoke_results))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    frame = report.load_study("smoke").frame()
+    table = report.results_table(frame)
+    assert list(table.index) == ["Linear", "LoRA r=8", "Block exp. p=2"]  # the paper's family order
+    linear = frame[frame["label"] == "Linear"]["new_domain_accuracy"]
+    assert table.loc["Linear", "new domain (%)"] == f"{linear.mean():.2f} ± {linear.std():.2f}"
+    lora = frame[frame["label"] == "LoRA r=8"].iloc[0]
+    assert table.loc["LoRA r=8", "new domain (%)"] == f"{lora['new_domain_accuracy']:.2f}"  # one seed: no spread
+    assert table.loc["LoRA r=8", "trainable params"] == f"{lora['trainable_params']:,}"
+    assert table.loc["Linear", "drop (points)"] == "0.00 ± 0.00"  # a frozen backbone cannot forget
+
+
+def test_paper_reference_and_chart_frame_are_the_papers_rows():
+    table = report.paper_reference()
+    assert len(table) == len(PAPER_ROWS) == 10
+    assert table.loc["Full", "CIFAR-100 (%)"] == 88.13 and table.loc["Full", "drop from 76.1 (points)"] == 50.86
+    chart = report.paper_chart_frame()
+    assert (chart["pretrain_knn_baseline"] == DINO_VITB16_KNN).all()
+    assert chart.set_index("label").loc["Block exp. p=1", "drop"] == pytest.approx(0.35)
+
+
+def test_timing_table_and_summary(smoke_results, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(smoke_results))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    study = report.load_study("smoke")
+    table = report.timing_table(study)
+    assert list(table.columns) == ["train (s)", "eval (s)", "total (s)", "training images/s"]
+    assert table.index.names == ["method", "seed"] and len(table) == 4
+    assert (table["total (s)"] >= table["train (s)"]).all()
+    total = sum(r["timings"]["total_seconds"] for r in study.runs)
+    summary = report.timing_summary(study)
+    assert summary.startswith(f"The 4 recorded runs took {total:,.0f} s ({total / 3600:.2f} h) in all, "
+                              f"{total / 2:,.0f} s per seed, on ")
+    assert study.runs[0]["environment"]["hardware"] in summary
+    monkeypatch.setenv(report.RESULTS_ENV, str(smoke_results / "none"))
+    assert report.timing_summary(report.load_study("smoke")).startswith("No run of the `smoke` preset")
+
+
+def test_linear_note_states_its_gap_drop_and_ranks():
+    note = findings.linear_note(GRID)
+    assert note.startswith("Linear fine-tuning reached 70.00% on the new domain: 20.00 points below full "
+                           "fine-tuning (90.00%) and 20.00 below the best configuration (Full).")
+    assert "it kept 50.00% of k-NN accuracy against 50.00% before fine-tuning, a drop of 0.00 points, " \
+           "while full fine-tuning dropped 30.00." in note
+    # scores at w=0.5: Block exp. p=1 64.5, p=3 68.5, Top-3 65, Linear 60, LoRA 64, Full 55
+    assert "At the paper's equal weighting (w = 0.5) it ranks 5 of 6" in note
+    # Linear (50) beats Block exp. p=1 (49 kept, 80 learnt) only when w * 1 > (1 - w) * 10: w > 10/11
+    assert note.endswith("it ranks first for w from 0.95 to 1.00.")
+    assert findings.first_place_weights(GRID, "Full") == [0.0]
+    assert findings.linear_note(GRID[GRID["label"] != "Full"]).startswith("*These records lack Full")
+
+
+def test_revert_checks_are_exact_and_the_lora_note_reports_them():
+    checks = findings.revert_checks("micro")
+    assert [c.label for c in checks] == ["LoRA r=8", "Block exp. p=2"]
+    assert all(c.max_abs_difference == 0 and c.tensors > 100 for c in checks)
+    note = findings.lora_note(GRID, checks)
+    assert note.startswith("With the adapter loaded, LoRA lost on the pre-training domain (drop in k-NN points: "
+                           "LoRA r=8 10.00), from 50.00% before fine-tuning. Unloading the adapter gives back")
+    assert "exactly the baseline's 50.00%" in note
+    assert findings.lora_note(GRID).endswith("before fine-tuning.")  # no checks: no claim about unloading
+    broken = [findings.RevertCheck("LoRA r=8", 150, 0.5)]
+    assert "Unloading did **not** restore the backbone exactly (LoRA r=8: 150 backbone tensors, largest " \
+           "difference 0.5)" in findings.lora_note(GRID, broken)
+
+
+def test_budget_note_compares_counts_and_drops():
+    note = findings.budget_note(GRID)
+    assert note.startswith("The smallest block expansion (Block exp. p=1) trains 100 parameters, 2.5 times the "
+                           "largest LoRA (LoRA r=8, 40).")
+    assert "Block expansion's drops on the pre-training domain range from 1.00 to 2.00 points, LoRA's from " \
+           "10.00 to 10.00." in note
+    assert note.endswith("Top-3 (300 trainable) and Block exp. p=3 (300) dropped 5.00 and 2.00 points.")
+    assert findings.budget_note(GRID[GRID["family"] != "LoRA"]).startswith("*These records lack")
+    vit_b = findings.vit_b_budget()
+    assert "7,164,772 for Block exp. p=1 and 371,812 for LoRA r=8" in vit_b
+    assert "21,340,516 and 21,340,516" in vit_b and "1.083 times as deep" in vit_b
+
+
+def test_notes_work_on_real_records(smoke_results, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(smoke_results))
+    frame = records_frame(report.load_study("smoke").runs)
+    assert findings.linear_note(frame).startswith("*These records lack Full")
+    assert "LoRA r=8" in findings.lora_note(frame) and "Block exp. p=2" in findings.budget_note(frame)

@@ -1,0 +1,174 @@
+"""The evidence behind the discussion notes: each seed observation answered from the run records.
+
+Every function takes the records (as `vitcf.records.records_frame` rows) and returns Markdown built
+from them, so the discussion's numbers are the runs' numbers. A function whose configurations are
+missing from the records says which ones instead of guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from .backbones import create_backbone, get_spec
+from .methods import make_method
+from .plots import label_summary, rank_methods
+
+WEIGHTS = tuple(i / 20 for i in range(21))  # the chart's slider positions: 0, 0.05, ..., 1
+
+
+def _rows(frame: pd.DataFrame, labels: list[str]) -> tuple[pd.DataFrame | None, str | None]:
+    summary = label_summary(frame).set_index("label")
+    missing = [label for label in labels if label not in summary.index]
+    if missing:
+        return None, f"*These records lack {', '.join(missing)}, which this note compares; run the whole grid.*"
+    return summary, None
+
+
+def first_place_weights(frame: pd.DataFrame, label: str) -> list[float]:
+    """The slider positions w at which `label` ranks first by the trade-off score."""
+    return [w for w in WEIGHTS if rank_methods(frame, w).iloc[0]["label"] == label]
+
+
+def _span(weights: list[float]) -> str:
+    if not weights:
+        return "at no position of the w slider"
+    if len(weights) == len(WEIGHTS):
+        return "at every position of the w slider"
+    return f"for w from {weights[0]:.2f} to {weights[-1]:.2f}" if weights == [
+        w for w in WEIGHTS if weights[0] <= w <= weights[-1]] else f"at w in {{{', '.join(f'{w:.2f}' for w in weights)}}}"
+
+
+def linear_note(frame: pd.DataFrame) -> str:
+    """Observation 1: why linear fine-tuning does well on the paper's mean."""
+    summary, missing = _rows(frame, ["Linear", "Full"])
+    if missing:
+        return missing
+    linear, full = summary.loc["Linear"], summary.loc["Full"]
+    best_label = summary["new_domain_accuracy"].idxmax()
+    balanced = rank_methods(frame, 0.5).set_index("label")
+    return (
+        f"Linear fine-tuning reached {linear['new_domain_accuracy']:.2f}% on the new domain: "
+        f"{full['new_domain_accuracy'] - linear['new_domain_accuracy']:.2f} points below full fine-tuning "
+        f"({full['new_domain_accuracy']:.2f}%) and {summary.loc[best_label, 'new_domain_accuracy'] - linear['new_domain_accuracy']:.2f} "
+        f"below the best configuration ({best_label}). On the pre-training domain it kept "
+        f"{linear['pretrain_knn']:.2f}% of k-NN accuracy against {linear['pretrain_knn_baseline']:.2f}% before fine-tuning, "
+        f"a drop of {linear['drop']:.2f} points, while full fine-tuning dropped {full['drop']:.2f}. "
+        f"At the paper's equal weighting (w = 0.5) it ranks {int(balanced.loc['Linear', 'rank'])} of {len(balanced)}, "
+        f"and it ranks first {_span(first_place_weights(frame, 'Linear'))}."
+    )
+
+
+@dataclass(frozen=True)
+class RevertCheck:
+    """What removing a method's additions gives back, checked on a freshly built backbone."""
+
+    label: str
+    tensors: int  # backbone tensors compared (the classifier excluded)
+    max_abs_difference: float
+
+
+def revert_checks(backbone: str, seed: int = 0) -> list[RevertCheck]:
+    """Apply LoRA r=8 and block expansion p=2, scramble every trainable tensor, remove the additions.
+
+    Compares the backbone's weights (not the classifier, which the new task owns) with the ones it
+    started from. Random initial weights suffice: removal is exact or not whatever the values.
+    """
+    checks = []
+    for method in (make_method("lora", r=8), make_method("block_expansion", p=2)):
+        torch.manual_seed(seed)
+        model = create_backbone(backbone, num_classes=3)
+        before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head.")}
+        adapted = method.apply(model)
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for param in adapted.parameters():
+                if param.requires_grad:  # "training": every trainable tensor moves far from its start
+                    param.add_(torch.randn(param.shape, generator=generator))
+        after = method.revert(adapted).state_dict()
+        if set(after) - {k for k in after if k.startswith("head.")} != set(before):
+            raise AssertionError(f"{method.label}: revert changed the backbone's tensor names")
+        worst = max((after[k] - v).abs().max().item() for k, v in before.items())
+        checks.append(RevertCheck(method.label, len(before), worst))
+    return checks
+
+
+def lora_note(frame: pd.DataFrame, checks: list[RevertCheck] | None = None) -> str:
+    """Observation 2: LoRA forgets with its adapter loaded; what unloading it gives back.
+
+    `checks` (from `revert_checks`) adds what removing the adapter restores in this code base;
+    without them (e.g. for the paper's reported numbers) the note keeps to the loaded adapter.
+    """
+    summary = label_summary(frame).set_index("label")
+    lora = summary[summary["family"] == "LoRA"]
+    if lora.empty:
+        return "*These records hold no LoRA run, which this note is about; run the whole grid.*"
+    baseline = float(summary["pretrain_knn_baseline"].mean())
+    ranks = ", ".join(f"{label} {row['drop']:.2f}" for label, row in lora.iterrows())
+    text = (
+        f"With the adapter loaded, LoRA lost on the pre-training domain (drop in k-NN points: {ranks}), "
+        f"from {baseline:.2f}% before fine-tuning."
+    )
+    if checks is None:
+        return text
+    checked = "; ".join(f"{c.label}: {c.tensors} backbone tensors, largest difference {c.max_abs_difference:g}"
+                        for c in checks)
+    exact = all(c.max_abs_difference == 0 for c in checks)
+    if exact:
+        text += (
+            " Unloading the adapter gives back the pre-trained backbone bit for bit "
+            f"({checked}; checked when this page was built, after moving every trainable tensor), so the "
+            f"unloaded model scores exactly the baseline's {baseline:.2f}% on the pre-training domain. "
+            "The same holds for block expansion once its added blocks are dropped."
+        )
+    else:
+        text += f" Unloading did **not** restore the backbone exactly ({checked})."
+    return text
+
+
+def budget_note(frame: pd.DataFrame) -> str:
+    """Observation 3: block expansion trains millions of parameters where LoRA trains thousands."""
+    summary = label_summary(frame).set_index("label")
+    lora = summary[summary["family"] == "LoRA"]
+    blocks = summary[summary["family"] == "block expansion"]
+    if lora.empty or blocks.empty:
+        return "*These records lack LoRA or block expansion runs, which this note compares; run the whole grid.*"
+    small_block = blocks.loc[blocks["trainable_params"].idxmin()]
+    large_lora = lora.loc[lora["trainable_params"].idxmax()]
+    best_lora = lora.loc[lora["new_domain_accuracy"].idxmax()]
+    best_block = blocks.loc[blocks["new_domain_accuracy"].idxmax()]
+    text = (
+        f"The smallest block expansion ({small_block.name}) trains {small_block['trainable_params']:,} "
+        f"parameters, {small_block['trainable_params'] / large_lora['trainable_params']:.1f} times the largest LoRA "
+        f"({large_lora.name}, {large_lora['trainable_params']:,}). "
+        f"Block expansion's drops on the pre-training domain range from {blocks['drop'].min():.2f} to "
+        f"{blocks['drop'].max():.2f} points, LoRA's from {lora['drop'].min():.2f} to {lora['drop'].max():.2f}. "
+        f"On the new domain the best block expansion ({best_block.name}) reached "
+        f"{best_block['new_domain_accuracy']:.2f}% and the best LoRA ({best_lora.name}) "
+        f"{best_lora['new_domain_accuracy']:.2f}%."
+    )
+    if {"Top-3", "Block exp. p=3"} <= set(summary.index):
+        top, block = summary.loc["Top-3"], summary.loc["Block exp. p=3"]
+        text += (f" Top-3 ({top['trainable_params']:,} trainable) and Block exp. p=3 "
+                 f"({block['trainable_params']:,}) dropped {top['drop']:.2f} and {block['drop']:.2f} points.")
+    return text
+
+
+def vit_b_budget() -> str:
+    """What the counts are on the paper's ViT-B/16 (exact, `vitcf params`) and what each adds to inference."""
+    from .params import paper_table
+
+    counts = {row["label"]: row["trainable"] for row in paper_table()}
+    depth = get_spec("vit_base_patch16_224.dino").arch["depth"]
+    return (
+        f"On the paper's ViT-B/16 the exact counts are {counts['Block exp. p=1']:,} for Block exp. p=1 and "
+        f"{counts['LoRA r=8']:,} for LoRA r=8 (classifier included in both), "
+        f"{counts['Block exp. p=1'] / counts['LoRA r=8']:.1f} times as many. Top-3 and Block exp. p=3 train "
+        f"exactly the same number, {counts['Top-3']:,} and {counts['Block exp. p=3']:,}: three transformer blocks and "
+        f"the classifier each. The methods also differ after training: block expansion's added blocks stay in "
+        f"the network (p=1 makes every forward pass {(depth + 1) / depth:.3f} times as deep, "
+        f"p=4 {(depth + 4) / depth:.3f} times), while a LoRA adapter can be merged into the weights it adapts "
+        f"and costs nothing at inference."
+    )

@@ -1,0 +1,244 @@
+"""The book's view of the study: which records a page shows, and the tables and sentences made of them.
+
+The book's results pages (notebooks/mini_study.ipynb, paper_scale.ipynb, discussion.ipynb) name
+their preset in a papermill parameters cell and call `load_study`. Every number they print comes
+from the records through this module; when a preset has no records yet, the page says so and how to
+make them instead of showing a number.
+
+Two environment variables choose what a build shows (both are printed on every results page):
+VITCF_RESULTS, the folder holding one sub-folder per preset (default: the checkout's `results/`),
+and VITCF_BOOK_PRESET, which makes every results page show that preset's records instead of its
+own. The test suite builds the book on the `smoke` preset this way, in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import records
+from .backbones import WEIGHTS_DIR, get_spec
+from .paper import DINO_VITB16_KNN, PAPER_ROWS
+from .presets import get_preset
+
+RESULTS_ENV = "VITCF_RESULTS"
+PRESET_ENV = "VITCF_BOOK_PRESET"
+REPO = Path(__file__).resolve().parent.parent
+HEADLINE_K = 20  # DINO's headline k-NN neighbourhood
+
+
+def results_root() -> Path:
+    """VITCF_RESULTS if set, else the checkout's results/ (pages run with their own folder as cwd)."""
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    if (REPO / "_toc.yml").is_file():
+        return REPO / records.RESULTS_ROOT
+    return records.RESULTS_ROOT
+
+
+@dataclass
+class Study:
+    """The records of one preset as a page shows them."""
+
+    preset: str  # the preset whose records these are
+    requested: str  # the page's own preset (differs when VITCF_BOOK_PRESET overrides it)
+    folder: Path
+    runs: list[dict]
+    baseline: dict | None
+    failed: list[str] = field(default_factory=list)  # runs that left an error file and no record
+
+    @property
+    def empty(self) -> bool:
+        return not self.runs
+
+    @property
+    def overridden(self) -> bool:
+        return self.preset != self.requested
+
+    def frame(self, k: int = HEADLINE_K) -> pd.DataFrame:
+        return records.records_frame(self.runs, k=k)
+
+    def source(self) -> str:
+        """One Markdown sentence: where the numbers on this page come from."""
+        seeds = sorted({r["seed"] for r in self.runs})
+        text = (f"Numbers on this page: {len(self.runs)} run record(s) of the `{self.preset}` preset "
+                f"({len({r['label'] for r in self.runs})} configurations, seeds {', '.join(map(str, seeds)) or 'none'}) "
+                f"read from `{_shown(self.folder)}` when this page was built.")
+        if self.failed:
+            text += f" {len(self.failed)} run(s) failed and have no record: {', '.join(self.failed)}."
+        if self.overridden:
+            text += (f" **This build shows the `{self.preset}` preset in place of this page's `{self.requested}` "
+                     f"({PRESET_ENV}={self.preset}); its numbers test the book's wiring and say nothing about "
+                     f"the study.**")
+        return text
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def load_study(preset: str) -> Study:
+    """The records of `preset` (or of VITCF_BOOK_PRESET's preset) under `results_root()`."""
+    get_preset(preset)  # an unknown name fails here, naming the allowed ones
+    shown = os.environ.get(PRESET_ENV) or preset
+    get_preset(shown)
+    folder = results_root() / shown
+    runs = records.read_records(folder) if folder.is_dir() else []
+    baseline = records.read_json(folder / "baseline.json") if (folder / "baseline.json").is_file() else None
+    names = {r["run"] for r in runs}
+    failed = sorted(p.name[: -len(".error.json")] for p in folder.glob("*.error.json")
+                    if p.name[: -len(".error.json")] not in names) if folder.is_dir() else []
+    return Study(shown, preset, folder, runs, baseline, failed)
+
+
+def missing_runs(study: Study) -> str:
+    """What to run to fill a page whose preset has no records yet (Markdown)."""
+    preset = get_preset(study.preset)
+    text = f"No run of the `{study.preset}` preset is recorded in `{_shown(study.folder)}` yet."
+    if study.failed:
+        text += f" {len(study.failed)} run(s) failed: see their `.error.json` files."
+    weights = weights_card(preset.backbone)
+    spec = get_spec(preset.backbone)
+    if preset.pretrained and spec.shipped is not None and weights is None:
+        text += (f" The `{preset.backbone}` backbone's pre-trained weights are not in this checkout either: "
+                 f"`vitcf pretrain --preset {preset.backbone}` makes them (a GPU job; see the pre-training "
+                 f"notebook), then `vitcf sweep --preset {study.preset}` fills this page.")
+    else:
+        text += f" `vitcf sweep --preset {study.preset}` fills this page."
+    return text
+
+
+# --- the backbone's provenance ---------------------------------------------------------------------
+
+def weights_card(backbone: str) -> dict | None:
+    """The provenance card written beside a shipped backbone's weights (`vitcf pretrain`), if any."""
+    spec = get_spec(backbone)
+    if spec.shipped is None:
+        return None
+    card = (WEIGHTS_DIR / spec.shipped).with_suffix(".json")
+    return records.read_json(card) if card.is_file() else None
+
+
+def provenance(card: dict) -> pd.DataFrame:
+    """The card's facts as a two-column table: what was trained, on what, how long, how well."""
+    k = card["quality_bar"]["k"]
+    knn = {int(key): value for key, value in card["knn"]["pretrained"].items()}
+    random_init = {int(key): value for key, value in card["knn"]["random_init"].items()}
+    config = card["config"]
+    rows = {
+        "backbone": f"{card['backbone']}: {card['architecture']}",
+        "pre-training": f"DINO on {card['data']['images']:,} {card['data']['dataset']} training images "
+                        f"(labels unused), {config['epochs']} epochs, batch {config['batch_size']}, seed {card['seed']}",
+        "hardware": card["environment"]["hardware"],
+        "wall time": f"{card['train_seconds'] / 60:.1f} min ({card['images_per_second']:,.0f} images/s)",
+        f"k-NN accuracy, k={k}": f"{knn[k]:.2f}% (random init: {random_init[k]:.2f}%)",
+        "quality bar": f"{'met' if card['quality_bar']['met'] else 'NOT met'} "
+                       f"(k={k} at least {card['quality_bar']['min_accuracy']}%)",
+        "k-NN protocol": card["knn"]["protocol"],
+        "weights": f"{card['weights']['file']}, {card['weights']['bytes']:,} bytes, sha256 {card['weights']['sha256']}",
+        "made": f"{card['created_at']} at commit {card['environment']['git_commit']}",
+    }
+    return pd.DataFrame({"": list(rows.values())}, index=pd.Index(list(rows), name="pre-trained backbone"))
+
+
+# --- tables ----------------------------------------------------------------------------------------
+
+def results_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: mean over seeds (± standard deviation where there are several)."""
+    from .plots import label_summary
+
+    summary = label_summary(frame).set_index("label")
+    grouped = frame.groupby("label")
+
+    def cell(column: str):
+        mean, std = grouped[column].mean(), grouped[column].std()
+        return [f"{mean[label]:.2f}" + (f" ± {std[label]:.2f}" if summary.loc[label, "n"] > 1 else "")
+                for label in summary.index]
+
+    return pd.DataFrame({
+        "family": summary["family"],
+        "trainable params": [f"{n:,}" for n in summary["trainable_params"]],
+        "seeds": summary["n"],
+        "new domain (%)": cell("new_domain_accuracy"),
+        f"pre-training k-NN (%), k={HEADLINE_K}": cell("pretrain_knn"),
+        "drop (points)": cell("drop"),
+        "linear-head probe (%)": cell("linear_head_after"),
+    }, index=pd.Index(summary.index, name="method"))
+
+
+def paper_reference() -> pd.DataFrame:
+    """The paper's reported table (CIFAR-100 / IN-1K), with the drop from DINO's published k-NN."""
+    from .methods import make_method
+
+    rows = []
+    for row in PAPER_ROWS:
+        method = make_method(row.method, **row.hparams)
+        rows.append({"method": method.label, "family": method.family, "trainable params (reported)": row.params_text,
+                     "CIFAR-100 (%)": row.cifar100, "IN-1K k-NN (%)": row.in1k,
+                     "drop from 76.1 (points)": round(DINO_VITB16_KNN - row.in1k, 2), "mean (%)": row.mean,
+                     "lr": row.lr, "warm-up steps": row.warmup})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def paper_chart_frame() -> pd.DataFrame:
+    """The paper's points in the columns `plots.tradeoff_chart` draws, against DINO's 76.1 k-NN."""
+    from .plots import paper_frame
+
+    frame = paper_frame()
+    return frame.assign(pretrain_knn_baseline=DINO_VITB16_KNN, drop=DINO_VITB16_KNN - frame["pretrain_knn"])
+
+
+def timing_table(study: Study) -> pd.DataFrame:
+    """Measured seconds per run (training, evaluation with its probes, in all) and training images/s."""
+    rows = [{"method": r["label"], "seed": r["seed"], "train (s)": round(r["timings"]["train_seconds"], 1),
+             "eval (s)": round(r["timings"]["eval_seconds"], 1), "total (s)": round(r["timings"]["total_seconds"], 1),
+             "training images/s": round(r["timings"]["images_per_second"])} for r in study.runs]
+    return pd.DataFrame(rows).set_index(["method", "seed"])
+
+
+def timing_summary(study: Study) -> str:
+    """One Markdown sentence: the runs' summed time per seed, on which hardware."""
+    if study.empty:
+        return missing_runs(study)
+    seconds = sum(r["timings"]["total_seconds"] for r in study.runs)
+    seeds = len({r["seed"] for r in study.runs})
+    hardware = sorted({r["environment"]["hardware"] for r in study.runs})
+    return (f"The {len(study.runs)} recorded runs took {seconds:,.0f} s ({seconds / 3600:.2f} h) in all, "
+            f"{seconds / seeds:,.0f} s per seed, on {'; '.join(hardware)}. The baseline probe, computed once per "
+            f"results folder, comes on top.")
+
+
+def shown(study: Study, view):
+    """`view(study)` for display, or the Markdown that says what to run when the study has no records."""
+    from IPython.display import Markdown
+
+    return Markdown(missing_runs(study)) if study.empty else view(study)
+
+
+def has_curves(study: Study) -> bool:
+    """Whether any run probed the pre-training domain during training (metrics.knn_over_steps)."""
+    return any(r["metrics"].get("knn_over_steps") for r in study.runs)
+
+
+def backbone_view(preset) -> object:
+    """The provenance table of a preset's starting weights, or Markdown saying where they come from."""
+    from IPython.display import Markdown
+
+    if not preset.pretrained:
+        return Markdown(f"The `{preset.name}` preset starts from a randomly initialised `{preset.backbone}` ViT: "
+                        "it checks the code path, not the study.")
+    card = weights_card(preset.backbone)
+    if card is not None:
+        return provenance(card)
+    spec = get_spec(preset.backbone)
+    if spec.shipped is not None:
+        return Markdown(f"The `{preset.backbone}` backbone's weights and card are not in this checkout "
+                        f"(`vitcf/weights/{spec.shipped}`); `vitcf pretrain --preset {preset.backbone}` makes both.")
+    return Markdown(f"The `{preset.backbone}` backbone starts from its published weights ({spec.hub_id}, "
+                    "fetched through the Hugging Face hub cache).")
