@@ -190,4 +190,4 @@ def test_forgetting_probes_default_to_the_presets(tmp_path):
     # a shortened schedule keeps the preset's probes that still fall inside it
     assert plan_run("smoke", "full", {}, 0, results_dir=tmp_path, steps=4).forgetting_steps == (0, 3)
     mini = get_preset("mini")
-    assert mini.forgetting_steps[0] == 0 and mini.forgetting_steps[-1] == mini.steps  # from the start to the end
+    assert 10 in mini.forgetting_steps and max(mini.forgetting_steps) < mini.steps  # the abstract's 10 iterations

@@ -199,6 +199,15 @@ def test_real_smoke_records_draw(tmp_path):
     assert set(plots.forgetting_curve_frame(runs)["step"]) == {0, 3, 6}
 
 
+def test_an_unprobed_step_zero_is_the_baseline():
+    over = [{"step": s, "knn": {"10": 41.0 - s, "20": 40.0 - s}} for s in (1, 10)]
+    full = record("Full", "standard", 10, 70.0, 30.0, over=over)
+    curves = plots.forgetting_curve_frame([full])
+    at_20 = curves[curves["k"] == 20]
+    assert list(at_20["step"]) == [0, 1, 10] and list(at_20["probed"]) == [False, True, True]
+    assert list(at_20["knn"]) == [BASELINE, 39.0, 30.0]
+
+
 # --- print figure and explorer ------------------------------------------------------------------
 
 def test_seaborn_figure_has_one_point_per_label(frame):

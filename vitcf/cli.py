@@ -24,7 +24,7 @@ HPARAM_OPTIONS = {"k": int, "r": int, "p": int, "alpha": float, "dropout": float
 
 
 STEPS_HELP = ("also probe the pre-training domain after these training steps (default: the preset's, e.g. mini "
-              "0 1 2 5 10 50 100 300; give the option with no steps for none)")
+              "1 10 100; give the option with no steps for none)")
 
 
 def _steps(steps: list[int] | None) -> tuple[int, ...] | None:

@@ -269,16 +269,22 @@ def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
     """One row per (run, probed step, k): the k-NN accuracy on the pre-training domain at that step.
 
     Records keep these under metrics.knn_over_steps when a run was asked for `forgetting_steps`;
-    runs without them contribute no rows.
+    runs without them contribute no rows. A curve that was not probed at step 0 starts from the
+    run's baseline there: before the first update every method computes exactly the pre-trained
+    backbone's features (LoRA's B and block expansion's output projections start at zero; the tests
+    hold this bit for bit), so the baseline is that step's measurement. `probed` tells them apart.
     """
     rows = []
     for record in records:
-        for entry in record["metrics"].get("knn_over_steps") or []:
+        over = record["metrics"].get("knn_over_steps") or []
+        if over and all(entry["step"] != 0 for entry in over):
+            over = [{"step": 0, "knn": record["metrics"]["knn_baseline"], "probed": False}, *over]
+        for entry in over:
             for k, accuracy in entry["knn"].items():  # k is a string once the record went through JSON
                 rows.append({"run": record["run"], "preset": record["preset"], "label": record["label"],
                              "family": record["family"], "seed": record["seed"], "step": entry["step"],
-                             "k": int(k), "knn": accuracy})
-    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "step", "k", "knn"])
+                             "k": int(k), "knn": accuracy, "probed": entry.get("probed", True)})
+    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "step", "k", "knn", "probed"])
 
 
 def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
@@ -300,7 +306,7 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
         raise ValueError(f"k={k!r} was not measured over steps; measured: {ks}")
     pick = alt.param(name=K_PARAM, value=start, bind=alt.binding_select(options=ks, name="k-NN neighbours k "))
     return alt.Chart(curves).transform_filter(f"datum.k == {K_PARAM}").mark_line(point=True).encode(
-        x=alt.X("step:Q", title="Training step"),
+        x=alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog")),  # steps 0, 1, 10, 100 spread evenly
         y=alt.Y("knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False)),
         color=alt.Color("label:N", title="Method"),
         detail="run:N",
