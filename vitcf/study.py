@@ -260,10 +260,24 @@ def plan_run(
     )
 
 
-def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dict:
-    """Carry out a planned run and write its record; an existing record is returned unless `force`."""
-    if plan.path.exists() and not force:
-        return records.read_json(plan.path) | {"skipped": True}
+@dataclass
+class Trained:
+    """A fine-tuned model with everything its evaluation needs (see `train_planned`)."""
+
+    model: torch.nn.Module
+    result: object  # train.TrainResult
+    probe: Probe
+    head: torch.nn.Linear  # the linear-head probe, fitted on the pre-trained features
+    base: dict  # the baseline record
+    new_test: ImageSet
+    trainable: int
+    over_steps: list[dict]
+    selection: str
+    started: float
+
+
+def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
+    """Load both domains, compute (or read) the baseline, build the model and fine-tune it."""
     started = time.perf_counter()
     preset, device = plan.preset, plan.device
     # --- data: the new domain (with a selection split) and the pre-training domain probe ---------
@@ -292,13 +306,29 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
         model, fit_set, selection_set, plan.train,
         device=device, generator=torch.Generator().manual_seed(plan.seed), progress=progress, on_step=probe_at,
     )
+    return Trained(model, result, probe, head, base, new_test, trainable, over_steps, selection, started)
+
+
+def new_domain_accuracy(preset: Preset, model: torch.nn.Module, new_test: ImageSet, device) -> float:
+    """Top-1 accuracy of `model` on the new domain's test split, with the evaluation input."""
+    spec = get_spec(preset.backbone)
+    transform = input_transform(spec.img_size, preset.finetune_mean, preset.finetune_std, spec.in_chans)
+    return accuracy(model, batches(new_test.to(device), preset.eval_batch_size, shuffle=False),
+                    transform, device=device)
+
+
+def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dict:
+    """Carry out a planned run and write its record; an existing record is returned unless `force`."""
+    if plan.path.exists() and not force:
+        return records.read_json(plan.path) | {"skipped": True}
+    trained = train_planned(plan, progress=progress)
+    preset, device = plan.preset, plan.device
+    model, result, probe, head, base = trained.model, trained.result, trained.probe, trained.head, trained.base
+    started, trainable, over_steps, selection = trained.started, trained.trainable, trained.over_steps, trained.selection
 
     # --- evaluation ----------------------------------------------------------------------------
     evaluating = time.perf_counter()
-    spec = get_spec(preset.backbone)
-    transform = input_transform(spec.img_size, preset.finetune_mean, preset.finetune_std, spec.in_chans)
-    test_accuracy = accuracy(model, batches(new_test.to(device), preset.eval_batch_size, shuffle=False),
-                             transform, device=device)
+    test_accuracy = new_domain_accuracy(preset, model, trained.new_test, device)
     after = probe_scores(probe, model, head, device, progress)
     eval_seconds = time.perf_counter() - evaluating
 
