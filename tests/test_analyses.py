@@ -2,7 +2,7 @@
 
 import pytest
 
-from vitcf.analyses import reversibility
+from vitcf.analyses import interpolation, reversibility
 from vitcf.study import run
 
 
@@ -33,3 +33,67 @@ def test_methods_that_overwrite_weights_are_refused_before_any_work(tmp_path):
                                          "lora, block_expansion"):
         reversibility("smoke", "full", {}, results_dir=tmp_path, progress=False)
     assert not tmp_path.joinpath("analyses").exists() and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("method", "hparams"), [("full", {}), ("lora", {"r": 8})])
+def test_interpolation_runs_from_the_pretrained_backbone_to_the_fine_tuned_one(tmp_path, method, hparams):
+    record = interpolation("smoke", method, hparams, seed=0, alphas=(1, 0, 0.5), results_dir=tmp_path, progress=False)
+    assert [p["alpha"] for p in record["points"]] == [0.0, 0.5, 1.0]
+    start, end = record["points"][0], record["points"][-1]
+    assert start["knn"] == record["baseline"]["knn"]  # a = 0: the pre-trained backbone exactly
+    plain = run("smoke", method, hparams, seed=0, results_dir=tmp_path / "plain", progress=False, forgetting_steps=())
+    assert end["new_domain_accuracy"] == pytest.approx(plain["metrics"]["new_domain_accuracy"], abs=2)  # a = 1
+    assert (tmp_path / "analyses" / f"interpolation_{record['run']}.json").is_file()
+
+
+def test_interpolation_refuses_bad_methods_and_weights(tmp_path):
+    with pytest.raises(ValueError, match="method 'block_expansion' cannot be interpolated; allowed: full, top_k, lora"):
+        interpolation("smoke", "block_expansion", {"p": 2}, results_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"alphas must be numbers in \[0, 1\], got \[1.5\]"):
+        interpolation("smoke", "full", alphas=(0, 1.5), results_dir=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_analysis_records_draw(tmp_path):
+    import vl_convert as vlc
+
+    from vitcf import plots
+    from vitcf.records import read_records, records_frame
+
+    curve = interpolation("smoke", "lora", {"r": 4}, alphas=(0, 0.5, 1), results_dir=tmp_path, progress=False)
+    frame = plots.interpolation_frame([curve])
+    assert list(frame["alpha"]) == [0.0, 0.5, 1.0] and set(frame["label"]) == {"LoRA r=4"}
+    run("smoke", "linear", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=())
+    chart = plots.interpolation_chart([curve], records_frame(read_records(tmp_path)), alpha=0.5)
+    spec = chart.to_dict()
+    assert spec["params"][0]["name"] == plots.ALPHA_PARAM and spec["params"][0]["bind"]["step"] == 0.5
+    svg = vlc.vegalite_to_svg(spec)
+    assert "LoRA r=4" in svg and "Linear" in svg
+    with pytest.raises(ValueError, match=r"alpha=0.3 was not measured; measured: \[0.0, 0.5, 1.0\]"):
+        plots.interpolation_chart([curve], alpha=0.3)
+    flip = reversibility("smoke", "lora", {"r": 4}, results_dir=tmp_path, progress=False)
+    states = plots.reversibility_frame([flip]).set_index("state")
+    assert list(states.index) == ["adapted", "merged", "removed"] and states.loc["removed", "drop"] == 0
+
+
+def test_the_standard_set_is_validated_then_run_and_read_back(tmp_path, monkeypatch):
+    from vitcf import report
+    from vitcf.analyses import default_plan, run_analyses
+
+    plan = default_plan("smoke")
+    assert [(a, m) for a, m, _ in plan].count(("reversibility", "lora")) == 3
+    assert ("interpolation", "full", {}) in plan and ("interpolation", "lora", {"r": 8}) in plan
+    with pytest.raises(ValueError, match=r"unknown analysis \['cka'\]; allowed: reversibility, interpolation"):
+        run_analyses("smoke", only=["cka"], results_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"seeds must be integers >= 0, got \[-1\]"):
+        run_analyses("smoke", seeds=[-1], results_dir=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+    seen = []
+    done = run_analyses("smoke", only=["interpolation"], results_dir=tmp_path / "smoke", progress=False,
+                        on_record=seen.append)
+    assert [r["label"] for r in done] == ["Full", "LoRA r=8"] and len(seen) == 2
+    monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    study = report.load_study("smoke")
+    assert list(report.analyses(study)) == ["interpolation"]
+    assert "vitcf analyse --preset smoke --only reversibility" in report.missing_analysis(study, "reversibility")

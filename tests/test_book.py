@@ -19,6 +19,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from vitcf import findings, plots, report
+from vitcf.analyses import run_analyses
 from vitcf.presets import get_preset
 from vitcf.records import read_records, records_frame
 from vitcf.study import run
@@ -29,7 +30,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian package 'chromium')")
 pytestmark = pytest.mark.xdist_group("book")  # one worker builds the book once for the whole module
 TOC_PAGES = ["book/intro", "book/methods", "book/params", "notebooks/mini_study", "notebooks/paper_scale",
-             "notebooks/discussion", "notebooks/pretrain", "notebooks/finetune", "book/related",
+             "notebooks/beyond", "notebooks/discussion", "notebooks/pretrain", "notebooks/finetune", "book/related",
              "book/reproducibility"]
 
 
@@ -42,6 +43,7 @@ def book(tmp_path_factory):
         run("smoke", point.method, point.hparams, seed=0, results_dir=folder, progress=False)
     for method, hparams in (("lora", {"r": 8}), ("linear", {})):
         run("smoke", method, hparams, seed=1, results_dir=folder, progress=False, forgetting_steps=())
+    run_analyses("smoke", results_dir=folder, progress=False)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, never a `jupyter book` (v2)
     assert jupyter_book.exists(), f"no {jupyter_book}: install the book extra (jupyter-book>=1.0.4,<2)"
     env = os.environ | {report.RESULTS_ENV: str(root / "results"), report.PRESET_ENV: "smoke"}
@@ -65,7 +67,7 @@ def test_every_page_is_built_and_says_which_records_it_shows(book):
     html, frame, runs = book
     for page in TOC_PAGES:
         assert (html / f"{page}.html").is_file(), page
-    for page in ("mini_study", "paper_scale", "discussion"):
+    for page in ("mini_study", "paper_scale", "beyond", "discussion"):
         text = text_of(html / "notebooks" / f"{page}.html")
         assert f"Numbers on this page: {len(runs)} run record(s) of the smoke preset" in text
         assert "This build shows the smoke preset in place of this page" in text
@@ -92,6 +94,21 @@ def test_the_discussion_is_written_from_the_records(book):
                  findings.lora_note(frame, checks), findings.budget_note(paper), findings.budget_note(frame),
                  findings.vit_b_budget()):
         assert " ".join(note.split()) in text, note
+
+
+def test_the_analyses_page_shows_every_state_and_curve(book):
+    html, _, _ = book
+    text = text_of(html / "notebooks" / "beyond.html")
+    assert "No reversibility analysis" not in text and "No interpolation analysis" not in text
+    folder = html.parents[2] / "results" / "smoke"  # the fixture's records, beside the build
+    records = report.analyses(report.Study("smoke", "beyond", folder, [], None))
+    reversible = plots.reversibility_frame(records["reversibility"])
+    assert set(reversible["label"]) == {"LoRA r=4", "LoRA r=8", "LoRA r=16", "Block exp. p=1", "Block exp. p=2",
+                                        "Block exp. p=3", "Block exp. p=4"}
+    for label in reversible["label"]:
+        assert label in text
+    soup = BeautifulSoup((html / "notebooks" / "beyond.html").read_text(), "html.parser")
+    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 1  # the interpolation chart
 
 
 def test_the_paper_page_shows_the_reported_table_and_the_measured_times(book):
@@ -225,3 +242,30 @@ def test_charts_render_offline_and_the_slider_reranks(book):
     assert [e for e in errors if e not in theme_errors] == []
     remote = [url for url in requests if not url.startswith(("file://", "data:", "blob:"))]
     assert not remote, remote
+
+
+@needs_chromium
+def test_the_interpolation_slider_moves_the_marked_points(book):
+    from playwright.sync_api import sync_playwright
+
+    html, _, _ = book
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            theme_errors = console_errors(browser, html / "book" / "intro.html")
+            page, requests = browser.new_page(), []
+            errors = listen(page, requests)
+            page.goto((html / "notebooks" / "beyond.html").as_uri())
+            chart = page.locator(f"div.{plots.CHART_CLASS}")
+            chart.locator("svg.marks").wait_for(timeout=20_000)
+            marked = """el => [...el.querySelectorAll('g[class*="interpolation_marked"] path')].map(n => n.getAttribute('transform'))"""
+            at_one = chart.evaluate(marked)
+            assert at_one  # one marked point per curve
+            slider = chart.locator(f'input[type="range"][name="{plots.ALPHA_PARAM}"]')
+            with redrawn(page, chart):
+                slider.evaluate(MOVE_SLIDER, "0")
+            assert chart.evaluate(marked) != at_one
+        finally:
+            browser.close()
+    assert [e for e in errors if e not in theme_errors] == []
+    assert not [url for url in requests if not url.startswith(("file://", "data:", "blob:"))]

@@ -529,3 +529,79 @@ def explorer(frame: pd.DataFrame, *, weight: float = 0.5):
     dropdown.observe(show, names="value")
     show()
     return widgets.VBox([widgets.HBox([slider, dropdown]), table])
+
+
+# --- analyses beyond the paper ---------------------------------------------------------------------
+
+ALPHA_PARAM = "alpha_pick"
+
+
+def interpolation_frame(records: list[dict], k: int = 20) -> pd.DataFrame:
+    """One row per (interpolation record, alpha): both domains' accuracies along the curve."""
+    rows = []
+    for record in records:
+        for point in record["points"]:
+            knn = {int(key): value for key, value in point["knn"].items()}
+            if k not in knn:
+                raise ValueError(f"interpolation record {record['run']} has no k-NN result for k={k}; it has {sorted(knn)}")
+            rows.append({"run": record["run"], "preset": record["preset"], "label": record["label"],
+                         "family": record["family"], "seed": record["seed"], "alpha": point["alpha"],
+                         "new_domain_accuracy": point["new_domain_accuracy"], "pretrain_knn": knn[k]})
+    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "alpha", "new_domain_accuracy",
+                                       "pretrain_knn"])
+
+
+def interpolation_chart(records: list[dict], frame: pd.DataFrame | None = None, *, k: int = 20, alpha: float = 1.0):
+    """Each interpolation run as a curve in the trade-off plane, a slider marking one mixing weight.
+
+    `frame` (records_frame of the same preset) adds the study's fixed points (mean over seeds) so
+    the curves can be set against the methods of the paper. The slider picks alpha; every curve
+    shows its point at that alpha.
+    """
+    curves = interpolation_frame(records, k)
+    if curves.empty:
+        raise ValueError("no interpolation records to plot (vitcf.analyses.interpolation writes them)")
+    presets = set(curves["preset"]) | (set(frame["preset"]) if frame is not None and "preset" in frame else set())
+    if len(presets) > 1:
+        raise ValueError(f"the records mix presets {sorted(presets)}; plot one preset at a time")
+    alphas = sorted(curves["alpha"].unique().tolist())
+    if alpha not in alphas:
+        raise ValueError(f"alpha={alpha!r} was not measured; measured: {alphas}")
+    step = min((b - a for a, b in zip(alphas, alphas[1:])), default=1.0)
+    pick = alt.param(name=ALPHA_PARAM, value=alpha, bind=alt.binding_range(
+        min=alphas[0], max=alphas[-1], step=step, name="Mixing weight alpha (0: pre-trained, 1: fine-tuned) "))
+    x = alt.X("new_domain_accuracy:Q", title=X_TITLE, scale=alt.Scale(zero=False))
+    y = alt.Y("pretrain_knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False))
+    base = alt.Chart(curves)
+    lines = base.mark_line(point=alt.OverlayMarkDef(size=25)).encode(
+        x=x, y=y, color=alt.Color("label:N", title="Interpolated run"), detail="run:N", order="alpha:Q",
+        tooltip=["label:N", alt.Tooltip("alpha:Q", format=".2f"),
+                 alt.Tooltip("new_domain_accuracy:Q", title="new-domain accuracy", format=".2f"),
+                 alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN", format=".2f")])
+    marked = base.transform_filter(f"abs(datum.alpha - {ALPHA_PARAM}) < 1e-9").mark_point(
+        size=180, filled=True, stroke="black").encode(x=x, y=y, color=alt.Color("label:N", title="Interpolated run"))
+    layers = [lines, marked.properties(name="interpolation_marked")]
+    if frame is not None:
+        summary = label_summary(frame)
+        layers.insert(0, alt.Chart(summary).mark_point(shape="diamond", size=70, color="gray").encode(
+            x=x, y=y, tooltip=[alt.Tooltip("label:N", title="fine-tuning method")]))
+        layers.insert(1, alt.Chart(summary).mark_text(align="left", dx=6, fontSize=9, color="gray").encode(
+            x=x, y=y, text="label:N"))
+    return alt.layer(*layers).add_params(pick).properties(
+        width=440, height=320, background=BACKGROUND,
+        title=alt.Title("Interpolating back to the pre-trained weights",
+                        subtitle="curves: alpha from 0 to 1; grey diamonds: the methods' own runs"))
+
+
+def reversibility_frame(records: list[dict], k: int = 20) -> pd.DataFrame:
+    """One row per (reversibility record, state): both domains' accuracies and the baseline."""
+    rows = []
+    for record in records:
+        base = {int(key): value for key, value in record["baseline"]["knn"].items()}
+        for state, scores in record["states"].items():
+            knn = {int(key): value for key, value in scores["knn"].items()}
+            rows.append({"run": record["run"], "label": record["label"], "seed": record["seed"], "state": state,
+                         "new_domain_accuracy": scores["new_domain_accuracy"], "pretrain_knn": knn[k],
+                         "pretrain_knn_baseline": base[k], "drop": base[k] - knn[k]})
+    return pd.DataFrame(rows, columns=["run", "label", "seed", "state", "new_domain_accuracy", "pretrain_knn",
+                                       "pretrain_knn_baseline", "drop"])

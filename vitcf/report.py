@@ -242,3 +242,19 @@ def backbone_view(preset) -> object:
                         f"(`vitcf/weights/{spec.shipped}`); `vitcf pretrain --preset {preset.backbone}` makes both.")
     return Markdown(f"The `{preset.backbone}` backbone starts from its published weights ({spec.hub_id}, "
                     "fetched through the Hugging Face hub cache).")
+
+
+def analyses(study: Study) -> dict[str, list[dict]]:
+    """The analysis records (vitcf.analyses) in the study's folder, by analysis name."""
+    folder = study.folder / "analyses"
+    found: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        record = records.read_json(path)
+        found.setdefault(record["analysis"], []).append(record)
+    return found
+
+
+def missing_analysis(study: Study, name: str) -> str:
+    """What to run when an analysis has no records (Markdown)."""
+    return (f"No `{name}` analysis of the `{study.preset}` preset is recorded in `{_shown(study.folder / 'analyses')}` "
+            f"yet; `vitcf analyse --preset {study.preset} --only {name}` runs it.")
