@@ -83,6 +83,7 @@ def test_the_results_table_is_the_records(book):
         line = " ".join([label, *map(str, row.to_list())])
         assert line in text, line
     assert "randomly initialised micro ViT" in text
+    assert " ".join(findings.seed_noise_note(frame).split()) in text  # two configurations have two seeds
 
 
 def test_the_discussion_is_written_from_the_records(book):

@@ -198,3 +198,24 @@ def test_notes_work_on_real_records(smoke_results, monkeypatch):
     frame = records_frame(report.load_study("smoke").runs)
     assert findings.linear_note(frame).startswith("*These records lack Full")
     assert "LoRA r=8" in findings.lora_note(frame) and "Block exp. p=2" in findings.budget_note(frame)
+
+
+def test_seed_noise_separates_only_gaps_larger_than_the_seeds_spread():
+    rows = []
+    for seed, (a, b, c) in enumerate([(80.0, 80.5, 60.0), (81.0, 79.5, 61.0), (82.0, 81.0, 59.0)]):
+        rows += [("Full", "standard", 100, a, 20.0 + seed), ("Top-3", "standard", 50, b, 40.0),
+                 ("Linear", "standard", 10, c, 50.0)]
+    frame = frame_of(rows).assign(seed=[s for s in range(3) for _ in range(3)])
+    pairs = findings.seed_noise(frame, "new_domain_accuracy").set_index(["a", "b"])
+    assert list(pairs.index) == [("Linear", "Top-3"), ("Linear", "Full"), ("Top-3", "Full")]
+    assert pairs.loc[("Linear", "Full"), "beyond seed noise"]  # 20 points apart, spreads of 1
+    assert not pairs.loc[("Top-3", "Full"), "beyond seed noise"]  # 0.67 apart within the spread
+    assert pairs.loc[("Top-3", "Full"), "difference"] == pytest.approx(80.333 - 81.0, abs=1e-3)
+    knn = findings.seed_noise(frame, "pretrain_knn").set_index(["a", "b"])
+    assert knn.loc[("Linear", "Top-3"), "p (Welch)"] == 0.0  # both seed-exact, means differ
+    note = findings.seed_noise_note(frame)
+    assert "the differences larger than seed noise (Welch's t-test, p < 0.05) are: 2 of 3 pairs in new-domain " \
+           "accuracy; 3 of 3 pairs in pre-training k-NN accuracy." in note
+    assert findings.seed_noise_note(frame[frame["seed"] == 0]).startswith("Fewer than two configurations")
+    with pytest.raises(ValueError, match="no column 'accuracy'"):
+        findings.seed_noise(frame, "accuracy")

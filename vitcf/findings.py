@@ -7,6 +7,7 @@ missing from the records says which ones instead of guessing.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -172,3 +173,51 @@ def vit_b_budget() -> str:
         f"p=4 {(depth + 4) / depth:.3f} times), while a LoRA adapter can be merged into the weights it adapts "
         f"and costs nothing at inference."
     )
+
+
+NOISE_LEVEL = 0.05  # two configurations differ beyond seed noise when Welch's t-test gives p below this
+
+
+def seed_noise(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Every pair of configurations with at least two seeds each: is their difference in `column`
+    larger than the spread between seeds?
+
+    Welch's t-test over the seeds (no equal-variance assumption); a pair whose seeds all agree
+    exactly within each configuration is separated exactly when the means differ. With three seeds
+    the test only catches large gaps: a pair marked False is "not shown to differ", not "equal".
+    """
+    from scipy.stats import ttest_ind
+
+    if column not in frame.columns:
+        raise ValueError(f"no column {column!r} in the frame; columns: {', '.join(frame.columns)}")
+    order = list(label_summary(frame)["label"])
+    values = {label: frame.loc[frame["label"] == label, column].to_numpy(dtype=float) for label in order}
+    labels = [label for label in order if len(values[label]) >= 2]
+    rows = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            x, y = values[a], values[b]
+            if x.std() == 0 and y.std() == 0:
+                p = 0.0 if x.mean() != y.mean() else 1.0
+            else:
+                with warnings.catch_warnings():  # one seed-exact side makes scipy warn; the p-value holds
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    p = float(ttest_ind(x, y, equal_var=False).pvalue)
+            rows.append({"a": a, "b": b, "mean a": x.mean(), "mean b": y.mean(), "difference": x.mean() - y.mean(),
+                         "p (Welch)": p, "beyond seed noise": p < NOISE_LEVEL})
+    return pd.DataFrame(rows, columns=["a", "b", "mean a", "mean b", "difference", "p (Welch)", "beyond seed noise"])
+
+
+def seed_noise_note(frame: pd.DataFrame) -> str:
+    """How many pairwise differences, per domain, are larger than the seeds' spread (Markdown)."""
+    seeds = frame.groupby("label")["seed"].nunique()
+    if (seeds >= 2).sum() < 2:
+        return ("Fewer than two configurations have two or more seeds, so no difference can be set against seed "
+                "noise; `vitcf sweep --preset <preset> --seeds 0 1 2` adds seeds.")
+    parts = []
+    for column, name in (("new_domain_accuracy", "new-domain accuracy"), ("pretrain_knn", "pre-training k-NN accuracy")):
+        pairs = seed_noise(frame, column)
+        parts.append(f"{int(pairs['beyond seed noise'].sum())} of {len(pairs)} pairs in {name}")
+    return (f"Over the {int((seeds >= 2).sum())} configurations with at least two seeds (seeds per configuration: "
+            f"{int(seeds.min())} to {int(seeds.max())}), the differences larger than seed noise (Welch's t-test, "
+            f"p < {NOISE_LEVEL}) are: {'; '.join(parts)}.")
