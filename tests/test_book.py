@@ -109,7 +109,7 @@ def test_the_analyses_page_shows_every_state_and_curve(book):
     for label in reversible["label"]:
         assert label in text
     soup = BeautifulSoup((html / "notebooks" / "beyond.html").read_text(), "html.parser")
-    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 1  # the interpolation chart
+    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the drift chart, then the interpolation chart
 
 
 def test_the_paper_page_shows_the_reported_table_and_the_measured_times(book):
@@ -257,7 +257,7 @@ def test_the_interpolation_slider_moves_the_marked_points(book):
             page, requests = browser.new_page(), []
             errors = listen(page, requests)
             page.goto((html / "notebooks" / "beyond.html").as_uri())
-            chart = page.locator(f"div.{plots.CHART_CLASS}")
+            chart = page.locator(f"div.{plots.CHART_CLASS}").last  # the interpolation chart
             chart.locator("svg.marks").wait_for(timeout=20_000)
             marked = """el => [...el.querySelectorAll('g[class*="interpolation_marked"] path')].map(n => n.getAttribute('transform'))"""
             at_one = chart.evaluate(marked)

@@ -605,3 +605,37 @@ def reversibility_frame(records: list[dict], k: int = 20) -> pd.DataFrame:
                          "pretrain_knn_baseline": base[k], "drop": base[k] - knn[k]})
     return pd.DataFrame(rows, columns=["run", "label", "seed", "state", "new_domain_accuracy", "pretrain_knn",
                                        "pretrain_knn_baseline", "drop"])
+
+
+def drift_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per (run, pre-trained block): linear CKA with the pre-trained backbone (metrics.drift)."""
+    rows = []
+    for record in records:
+        cka = (record["metrics"].get("drift") or {}).get("cka_per_block") or []
+        rows += [{"run": record["run"], "preset": record["preset"], "label": record["label"], "family": record["family"],
+                  "seed": record["seed"], "block": i + 1, "cka": value} for i, value in enumerate(cka)]
+    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "block", "cka"])
+
+
+def drift_chart(records: list[dict]):
+    """Where each method changed the network: CKA with the pre-trained backbone after every block.
+
+    One line per configuration (mean over its seeds); the family dropdown highlights one family.
+    """
+    frame = drift_frame(records)
+    if frame.empty:
+        raise ValueError(f"none of the {len(records)} records measured representation drift (metrics.drift)")
+    if frame["preset"].nunique() > 1:
+        raise ValueError(f"the records mix presets {sorted(frame['preset'].unique())}; plot one preset at a time")
+    mean = frame.groupby(["label", "family", "block"], as_index=False)["cka"].mean()
+    families = [f for f in FAMILIES if f in set(mean["family"])]
+    family = _family_selection(families)
+    return alt.Chart(mean).mark_line(point=True).encode(
+        x=alt.X("block:Q", title="After pre-trained block", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("cka:Q", title="Linear CKA with the pre-trained backbone", scale=alt.Scale(zero=False)),
+        color=alt.Color("label:N", title="Method"),
+        opacity=alt.condition(family, alt.value(0.95), alt.value(0.12)),
+        tooltip=["label:N", "block:Q", alt.Tooltip("cka:Q", format=".4f")],
+    ).add_params(family).properties(width=440, height=300, background=BACKGROUND,
+                                    title=alt.Title("Where fine-tuning changed the representation",
+                                                    subtitle="1: unchanged up to rotation and scale"))

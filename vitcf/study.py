@@ -21,6 +21,7 @@ from . import records
 from .backbones import create_backbone, get_spec, pretrained_weights_path
 from .checkpoints import load_into, save_state_dict, sha256
 from .data import ImageSet, batches, check_imagenet, holdout_split, imagenet_batches, load_dataset
+from .drift import drift
 from .evaluate import (
     accuracy,
     extract_features,
@@ -317,6 +318,16 @@ def new_domain_accuracy(preset: Preset, model: torch.nn.Module, new_test: ImageS
                     transform, device=device)
 
 
+def representation_drift(plan: RunPlan, probe: Probe, model: torch.nn.Module) -> dict:
+    """Linear CKA per pre-trained block between the starting backbone and the fine-tuned `model`."""
+    preset = plan.preset
+    spec = get_spec(preset.backbone)
+    start = build_model(preset, plan.weights, num_classes=0, seed=PROBE_SEED).to(plan.device)
+    inserted = plan.method.inserted_positions(spec.arch["depth"]) if hasattr(plan.method, "inserted_positions") else ()
+    transform = input_transform(spec.img_size, preset.knn_mean, preset.knn_std, spec.in_chans)
+    return drift(start, model, probe.batches("queries"), transform, inserted=inserted, device=plan.device)
+
+
 def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dict:
     """Carry out a planned run and write its record; an existing record is returned unless `force`."""
     if plan.path.exists() and not force:
@@ -330,6 +341,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
     evaluating = time.perf_counter()
     test_accuracy = new_domain_accuracy(preset, model, trained.new_test, device)
     after = probe_scores(probe, model, head, device, progress)
+    cka = representation_drift(plan, probe, model)
     eval_seconds = time.perf_counter() - evaluating
 
     checkpoint = None
@@ -363,6 +375,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
             "forgetting": forgetting(knn_base, after["knn"]),
             "linear_head": {"baseline": base["linear_head"], "after": after["linear_head"]},
             "knn_over_steps": over_steps,
+            "drift": cka,
         },
         "timings": {
             "train_seconds": result.train_seconds,
