@@ -36,6 +36,13 @@ CASES = [
     ("block_expansion", {"p": 3}, blocks_at(4, 9, 14), 3 * BLOCK),
     ("block_expansion", {"p": 4}, blocks_at(3, 7, 11, 15), 4 * BLOCK),
     ("block_expansion", {"p": 12}, blocks_at(*range(1, 24, 2)), 12 * BLOCK),
+    # design-space variants: LoRA on every linear layer, block copies stacked on top, one surgical block
+    ("lora", {"r": 2, "target": "all"},
+     r"blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.lora_(A|B)\.default\.weight",
+     12 * 2 * ((D + 3 * D) + (D + D) + (D + 4 * D) + (4 * D + D))),
+    ("block_expansion", {"p": 2, "placement": "top"}, blocks_at(12, 13), 2 * BLOCK),
+    ("block_expansion", {"p": 5, "placement": "top"}, blocks_at(*range(12, 17)), 5 * BLOCK),
+    ("surgical", {"block": 4}, blocks_at(4), BLOCK),
 ]
 IDS = [f"{m}-{'-'.join(f'{k}{v}' for k, v in h.items())}" for m, h, *_ in CASES]
 
@@ -54,8 +61,8 @@ def _step(model, images):
     return before
 
 
-def test_registry_holds_the_five_methods():
-    assert set(vitcf.METHODS) == {"full", "top_k", "linear", "lora", "block_expansion"}
+def test_registry_holds_the_five_methods_and_surgical_fine_tuning():
+    assert set(vitcf.METHODS) == {"full", "top_k", "linear", "lora", "block_expansion", "surgical"}
 
 
 @pytest.mark.parametrize(("method", "hparams", "pattern", "count"), CASES, ids=IDS)
@@ -88,7 +95,8 @@ def test_one_step_updates_only_trainable_tensors(micro, images, method, hparams,
         assert any("head." not in n for n in changed)
 
 
-@pytest.mark.parametrize("hparams", [{"p": p} for p in (1, 2, 3, 4, 6, 12)], ids=lambda h: f"p{h['p']}")
+@pytest.mark.parametrize("hparams", [{"p": p} for p in (1, 2, 3, 4, 6, 12)] + [{"p": 3, "placement": "top"}],
+                         ids=lambda h: f"p{h['p']}{h.get('placement', '')}")
 def test_block_expansion_is_an_exact_identity_at_init(micro, images, hparams):
     model = micro()
     reference = model(images)
@@ -97,7 +105,7 @@ def test_block_expansion_is_an_exact_identity_at_init(micro, images, hparams):
     assert torch.equal(expanded(images), reference)
 
 
-@pytest.mark.parametrize("target", ["qv", "qkv"])
+@pytest.mark.parametrize("target", ["qv", "qkv", "all"])
 def test_lora_leaves_outputs_unchanged_at_init(micro, images, target):
     model = micro()
     reference = model(images)
@@ -159,7 +167,7 @@ def _backbone_state(model):
     return {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
 
 
-@pytest.mark.parametrize("target", ["qv", "qkv"])
+@pytest.mark.parametrize("target", ["qv", "qkv", "all"])
 def test_lora_merge_and_revert(micro, images, target):
     original = micro()
     pretrained = {k: v.clone() for k, v in _backbone_state(original).items()}
@@ -183,11 +191,12 @@ def test_lora_merge_and_revert(micro, images, target):
     assert torch.equal(reverted.head.weight, head)  # the trained classifier stays
 
 
-def test_block_expansion_revert_restores_the_pretrained_network(micro, images):
+@pytest.mark.parametrize("placement", ["spread", "top"])
+def test_block_expansion_revert_restores_the_pretrained_network(micro, images, placement):
     original = micro()
     reference_features = vitcf.cls_features(original, images)
     pretrained = {k: v.clone() for k, v in _backbone_state(original).items()}
-    method = vitcf.make_method("block_expansion", p=3)
+    method = vitcf.make_method("block_expansion", p=3, placement=placement)
     model = method.apply(original)
     _perturb(p for p in model.parameters() if p.requires_grad)
     assert not torch.equal(vitcf.cls_features(model, images), reference_features)
@@ -237,9 +246,13 @@ def test_lora_init_is_seeded(micro):
         ("lora", {"r": 2.5}, r"lora: r must be an integer >= 1, got 2.5"),
         ("lora", {"alpha": 0}, r"lora: alpha must be > 0"),
         ("lora", {"dropout": 1.0}, r"lora: dropout must be a number in \[0.0, 1.0\), got 1.0"),
-        ("lora", {"target": "qkvo"}, r"lora: target='qkvo' is not allowed; allowed: qv, qkv"),
+        ("lora", {"target": "qkvo"}, r"lora: target='qkvo' is not allowed; allowed: qv, qkv, all"),
         ("block_expansion", {"p": 5}, r"p=5 does not divide the model's depth 12.*allowed: 1, 2, 3, 4, 6, 12"),
         ("block_expansion", {"p": -1}, r"block_expansion: p must be an integer >= 1, got -1"),
+        ("block_expansion", {"placement": "middle"}, r"placement='middle' is not allowed; allowed: spread, top"),
+        ("block_expansion", {"p": 13, "placement": "top"}, r"p=13 exceeds the model's depth; allowed: 1..12"),
+        ("surgical", {"block": 12}, r"surgical: block=12 is not a block of this model; allowed: 0..11"),
+        ("surgical", {"block": -1}, r"surgical: block must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_input_raises_a_clear_error(micro, method, hparams, message):

@@ -6,6 +6,10 @@ set to zero. A pre-norm block computes x + attn(norm1(x)) and then + mlp(norm2(x
 output layers zero each branch adds exactly 0, so the expanded network computes the same function
 as before. Only the copies and the classifier train; removing the copies gives back the
 pre-trained network untouched.
+
+Placement "spread" is the paper's (a copy behind each group's top block). Placement "top" is a
+variant for comparison: copies of the top p blocks are stacked after the last block, so all new
+computation comes after the whole pre-trained network.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .base import Method, check_int, classifier, register, train_only
+from .base import Method, check_choice, check_int, classifier, register, train_only
+
+PLACEMENTS = ("spread", "top")
 
 
 def identity_copy(block: nn.Module) -> nn.Module:
@@ -35,16 +41,22 @@ class BlockExpansion(Method):
     family = "block expansion"
     reversible = True
     p: int = 1
+    placement: str = "spread"
 
     def __post_init__(self):
         check_int(self.name, "p", self.p, minimum=1)
+        check_choice(self.name, "placement", self.placement, PLACEMENTS)
 
     @property
     def label(self) -> str:
-        return f"Block exp. p={self.p}"
+        return f"Block exp. p={self.p}" + ("" if self.placement == "spread" else f" ({self.placement})")
 
     def inserted_positions(self, depth: int) -> list[int]:
         """Indices, in the expanded stack, of the p copies inserted into a `depth`-block model."""
+        if self.placement == "top":
+            if self.p > depth:
+                raise ValueError(f"block_expansion: p={self.p} exceeds the model's depth; allowed: 1..{depth}")
+            return list(range(depth, depth + self.p))
         if depth % self.p:
             allowed = [d for d in range(1, depth + 1) if depth % d == 0]
             raise ValueError(
@@ -57,9 +69,13 @@ class BlockExpansion(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         head = classifier(model)
-        positions = self.inserted_positions(len(model.blocks))
+        depth = len(model.blocks)
+        positions = self.inserted_positions(depth)
         blocks, copies = list(model.blocks), []
-        for pos in positions:
+        if self.placement == "top":  # copies of the top p blocks, in order, after the last one
+            copies = [identity_copy(block) for block in blocks[depth - self.p:]]
+            blocks += copies
+        for pos in positions if self.placement == "spread" else ():
             copies.append(identity_copy(blocks[pos - 1]))
             blocks.insert(pos, copies[-1])
         model.blocks = nn.Sequential(*blocks)

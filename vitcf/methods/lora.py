@@ -7,7 +7,8 @@ concatenated back. peft then wraps `qkv.q` and `qkv.v` with ordinary LoRA layers
 unloading fuses the three back into one Linear, giving back timm's architecture.
 
 Target "qkv" is a second, different variant: one adapter on the whole fused layer (its B matrix is
-r x 3*width, so it also adapts the keys and couples q, k and v through a shared A).
+r x 3*width, so it also adapts the keys and couples q, k and v through a shared A). Target "all"
+adapts every linear layer of every block: the fused qkv, the attention output and both MLP layers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .base import Method, check_choice, check_int, check_number, classifier, reg
 TARGETS = {
     "qv": r".*blocks\.\d+\.attn\.qkv\.(q|v)",  # the paper's reference: query and value only
     "qkv": r".*blocks\.\d+\.attn\.qkv",  # one adapter on timm's fused projection
+    "all": r".*blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)",  # every linear layer of every block
 }
 
 

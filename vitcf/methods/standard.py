@@ -1,4 +1,4 @@
-"""Standard fine-tuning: all weights, the top k blocks, or the classifier alone (a linear probe)."""
+"""Standard fine-tuning: all weights, the top k blocks, one chosen block, or the classifier alone."""
 
 from __future__ import annotations
 
@@ -64,3 +64,27 @@ class Linear(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         return train_only(model, classifier(model))
+
+
+@register
+@dataclass(frozen=True)
+class Surgical(Method):
+    """One transformer block (0-based index `block`) and the classifier train: surgical fine-tuning
+    (Lee et al., 2023), which adapts the single part of the network a shift calls for."""
+
+    name = "surgical"
+    family = "standard"
+    block: int = 0
+
+    def __post_init__(self):
+        check_int(self.name, "block", self.block, minimum=0)
+
+    @property
+    def label(self) -> str:
+        return f"Surgical block {self.block}"
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        depth = len(model.blocks)
+        if self.block >= depth:
+            raise ValueError(f"surgical: block={self.block} is not a block of this model; allowed: 0..{depth - 1}")
+        return train_only(model, model.blocks[self.block], classifier(model))
