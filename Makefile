@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
-MINI_WEIGHTS := vitcf/weights/mini.safetensors
+MINI_WEIGHTS := $(or $(VITCF_WEIGHTS_DIR),vitcf/weights)/mini.safetensors
 
 .PHONY: book params test clean data
 
@@ -43,7 +43,7 @@ params: $(STAMP)
 	$(VENV)/bin/vitcf params
 
 test: $(STAMP) data
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf _build

@@ -1,9 +1,11 @@
 import os
 
+import nbformat
 import pytest
 import torch
 
 import vitcf
+from vitcf.sweep import NOTEBOOK
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers on two cores: more threads than cores makes torch's CPU kernels spin and crawl.
@@ -25,3 +27,22 @@ def micro():
 def images():
     spec = vitcf.BACKBONES["micro"]
     return torch.randn(4, spec.in_chans, spec.img_size, spec.img_size, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(autouse=True)
+def one_thread_kernels(monkeypatch):
+    """Kernels and jobs inherit the environment: under xdist, one torch thread each, like the workers."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def failing_notebook(tmp_path):
+    """The real notebook with one cell added after the parameters that fails LoRA runs only."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(
+        'if method == "lora":\n    raise RuntimeError("injected failure for " + method)'))
+    path = tmp_path / "failing.ipynb"
+    nbformat.write(nb, path)
+    return path

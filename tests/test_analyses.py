@@ -97,3 +97,19 @@ def test_the_standard_set_is_validated_then_run_and_read_back(tmp_path, monkeypa
     study = report.load_study("smoke")
     assert list(report.analyses(study)) == ["interpolation"]
     assert "vitcf analyse --preset smoke --only reversibility" in report.missing_analysis(study, "reversibility")
+
+
+def test_cli_analyse_runs_and_refuses_bad_names(tmp_path, capsys):
+    from vitcf.cli import main
+
+    folder = tmp_path / "smoke"
+    assert main(["analyse", "--preset", "smoke", "--only", "cka", "--results-dir", str(folder), "--quiet"]) == 2
+    assert "unknown analysis ['cka']; allowed: reversibility, interpolation" in capsys.readouterr().err
+    assert not folder.exists()
+    assert main(["analyse", "--preset", "smoke", "--only", "interpolation", "--results-dir", str(folder),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "interpolation Full seed 0: written" in out and "analyses smoke: 2 records" in out
+    assert main(["analyse", "--preset", "smoke", "--only", "interpolation", "--results-dir", str(folder),
+                 "--quiet"]) == 0
+    assert "interpolation LoRA r=8 seed 0: exists, skipped" in capsys.readouterr().out

@@ -101,6 +101,18 @@ def test_shipped_weights_missing_says_how_to_regenerate(monkeypatch, tmp_path):
         vitcf.create_backbone("mini", pretrained=True)
 
 
+def test_shipped_weights_can_live_elsewhere(monkeypatch, tmp_path):
+    from vitcf.checkpoints import save_state_dict
+
+    torch.manual_seed(3)
+    source = vitcf.create_backbone("mini")
+    save_state_dict(source, tmp_path / "mini.safetensors")
+    monkeypatch.setenv(backbones.WEIGHTS_ENV, str(tmp_path))
+    assert backbones.pretrained_weights_path("mini") == tmp_path / "mini.safetensors"
+    loaded = vitcf.create_backbone("mini", pretrained=True)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in source.state_dict().items())
+
+
 def test_backbone_without_weights_refuses_pretrained():
     with pytest.raises(vitcf.WeightsUnavailableError, match="'micro' has no pre-trained weights"):
         vitcf.create_backbone("micro", pretrained=True)

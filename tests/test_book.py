@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian package 'chromium')")
-pytestmark = pytest.mark.xdist_group("book")  # one worker builds the book once for the whole module
+# `make test` distributes by file (--dist loadfile), so one worker builds the book once for this module.
 TOC_PAGES = ["book/intro", "book/methods", "book/params", "notebooks/mini_study", "notebooks/paper_scale",
              "notebooks/beyond", "notebooks/discussion", "notebooks/pretrain", "notebooks/finetune", "book/related",
              "book/reproducibility"]

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from vitcf import create_backbone, make_method
-from vitcf.data import batches
 from vitcf.drift import drift, linear_cka, stream_positions
 from vitcf.study import run
 

@@ -77,11 +77,12 @@ def test_an_empty_study_says_what_to_run_and_lists_failures(tmp_path, monkeypatc
 def test_a_missing_shipped_backbone_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
     monkeypatch.delenv(report.PRESET_ENV, raising=False)
-    monkeypatch.setattr(report, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("VITCF_WEIGHTS_DIR", str(tmp_path / "weights"))
     text = report.missing_runs(report.load_study("mini"))
     assert "The `mini` backbone's pre-trained weights are not in this checkout either: " \
            "`vitcf pretrain --preset mini` makes them" in text
-    assert "not in this checkout (`vitcf/weights/mini.safetensors`)" in report.backbone_view(get_preset("mini")).data
+    assert f"not in this checkout (`{tmp_path / 'weights' / 'mini.safetensors'}`)" in report.backbone_view(
+        get_preset("mini")).data
     assert "randomly initialised `micro` ViT" in report.backbone_view(get_preset("smoke")).data
     assert "timm/vit_base_patch16_224.dino" in report.backbone_view(get_preset("paper")).data
 
@@ -106,7 +107,7 @@ def test_the_provenance_table_reads_the_card(tmp_path, monkeypatch):
     assert "60,000 fashion_mnist training images (labels unused), 100 epochs, batch 512" in table.loc["pre-training", ""]
     missed = report.provenance(card(quality_bar={"k": 20, "min_accuracy": 88.0, "met": False}))
     assert missed.loc["quality bar", ""].startswith("NOT met")
-    monkeypatch.setattr(report, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setenv("VITCF_WEIGHTS_DIR", str(tmp_path))
     (tmp_path / "mini.json").write_text(json.dumps(card()))
     assert report.weights_card("mini") == card() and report.weights_card("micro") is None
     assert report.backbone_view(get_preset("mini")).equals(table)

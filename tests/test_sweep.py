@@ -6,7 +6,6 @@ A kernel start plus a smoke run costs ~15-20 s here, so one scenario carries the
 
 import functools
 import json
-import os
 
 import nbformat
 import pytest
@@ -21,23 +20,6 @@ ONLY = ["linear", "LoRA r=4"]
 NAMES = ["linear_seed0", "lora_r4_seed0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread_kernels(monkeypatch):
-    """Kernels inherit the environment: under xdist, one torch thread each, like the workers."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture
-def failing_notebook(tmp_path):
-    """The real notebook with one cell added after the parameters that fails LoRA runs only."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(
-        'if method == "lora":\n    raise RuntimeError("injected failure for " + method)'))
-    path = tmp_path / "failing.ipynb"
-    nbformat.write(nb, path)
-    return path
 
 
 def executed_cleanly(path, method):

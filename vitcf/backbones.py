@@ -123,11 +123,19 @@ def create_backbone(
     return model
 
 
+WEIGHTS_ENV = "VITCF_WEIGHTS_DIR"
+
+
+def weights_dir() -> Path:
+    """Where shipped backbone weights are read and written: VITCF_WEIGHTS_DIR, else vitcf/weights/."""
+    return Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else WEIGHTS_DIR
+
+
 def pretrained_weights_path(name: str) -> Path:
     """The local file holding backbone `name`'s pre-trained weights, downloading it if possible."""
     spec = get_spec(name)
     if spec.shipped is not None:
-        path = WEIGHTS_DIR / spec.shipped
+        path = weights_dir() / spec.shipped
         if not path.is_file():
             raise WeightsUnavailableError(
                 f"the pre-trained weights of backbone {name!r} are not in this checkout (expected {path}); "

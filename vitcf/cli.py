@@ -1,4 +1,4 @@
-"""The `vitcf` command line: `vitcf params`, `vitcf run`, `vitcf sweep`, `vitcf pretrain`."""
+"""The `vitcf` command line: `vitcf params`, `vitcf run`, `vitcf sweep`, `vitcf analyse`, `vitcf pretrain`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def _params(args: argparse.Namespace) -> int:
 
 
 # Every method hyperparameter, as a command-line option: the method's config validates the values.
-HPARAM_OPTIONS = {"k": int, "r": int, "p": int, "alpha": float, "dropout": float, "target": str}
+HPARAM_OPTIONS = {"k": int, "r": int, "p": int, "alpha": float, "dropout": float, "target": str, "placement": str,
+                  "block": int}
 
 
 STEPS_HELP = ("also probe the pre-training domain after these training steps (default: the preset's, e.g. mini "
@@ -67,14 +68,35 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyse(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .analyses import run_analyses
+
+    def report(record: dict) -> None:
+        status = "exists, skipped" if record.get("skipped") else "written"
+        tqdm.write(f"{record['analysis']} {record['label']} seed {record['seed']}: {status}")
+
+    done = run_analyses(args.preset, only=args.only, seeds=tuple(args.seeds), results_dir=args.results_dir,
+                        device=args.device, progress=not args.quiet, on_record=report)
+    print(f"analyses {args.preset}: {len(done)} records")
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from .executors import ExecutorConfig, parse_gpus
     from .sweep import sweep
 
+    executor = ExecutorConfig(
+        args.executor, jobs=args.jobs, gpus=parse_gpus(args.gpus), time_min=args.time, partition=args.partition,
+        gpus_per_job=args.gpus_per_job, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+        array_parallelism=args.slurm_array_parallelism, account=args.account, qos=args.qos,
+    )
     summary = sweep(
         args.preset, seeds=tuple(args.seeds), only=args.only, results_dir=args.results_dir, device=args.device,
-        forgetting_steps=_steps(args.forgetting_steps), progress=not args.quiet,
+        forgetting_steps=_steps(args.forgetting_steps), progress=not args.quiet, executor=executor,
         on_run=lambda outcome: tqdm.write(str(outcome)),  # a line per run, above the progress bar
     )
     print(summary)
@@ -139,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Execute notebooks/finetune.ipynb with papermill once per grid point and seed; each "
         "run leaves <run>.json and <run>.ipynb (default folder: results/<preset>/). All arguments are "
         "checked before the first run. Runs whose record exists are skipped, so re-running resumes; a "
-        "failed run leaves <run>.error.json and the sweep goes on. Exits 1 if any run failed.",
+        "failed run leaves <run>.error.json and the sweep goes on. Exits 1 if any run failed. "
+        "--executor local runs each run as a subprocess (several at once, spread over --gpus); "
+        "--executor slurm submits one SLURM job per run through submitit; their logs go to <folder>/logs/.",
     )
     swp.add_argument("--preset", required=True, help="smoke, mini or paper")
     swp.add_argument("--only", nargs="+", default=None, metavar="NAME",
@@ -149,7 +173,42 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     swp.add_argument("--forgetting-steps", type=int, nargs="*", default=None, help=STEPS_HELP)
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
+    ex = swp.add_argument_group("executor (through submitit; see vitcf.executors)")
+    ex.add_argument("--executor", default="inline",
+                    help="inline (default: one run after another in this process), local (one subprocess per run) "
+                    "or slurm (one SLURM job per run)")
+    ex.add_argument("--jobs", type=int, default=None,
+                    help="local: runs at a time (default: one per --gpus entry, else 1)")
+    ex.add_argument("--gpus", default=None, metavar="IDS",
+                    help="local: GPU ids to spread the runs over, e.g. 0,1 (each job sees one GPU as cuda:0); "
+                    "without it local jobs run on the CPU")
+    ex.add_argument("--time", type=int, default=None, metavar="MINUTES",
+                    help="minutes one run may take: slurm's time limit (required), local's (optional)")
+    ex.add_argument("--partition", default=None, help="slurm: partition(s), e.g. gpu")
+    ex.add_argument("--gpus-per-job", type=int, default=None, help="slurm: GPUs per job (default 1; 0: CPU jobs)")
+    ex.add_argument("--cpus-per-task", type=int, default=None, help="slurm: CPUs per job")
+    ex.add_argument("--mem-gb", type=float, default=None, help="slurm: memory per job, GB")
+    ex.add_argument("--slurm-array-parallelism", type=int, default=None,
+                    help="slurm: jobs of the array running at once (default: submitit's, 256)")
+    ex.add_argument("--account", default=None, help="slurm: account to charge")
+    ex.add_argument("--qos", default=None, help="slurm: quality of service")
     swp.set_defaults(func=_sweep)
+
+    ana = sub.add_parser(
+        "analyse",
+        help="analyses beyond the paper: reversibility and weight interpolation -> records under analyses/",
+        description="Run the standard analyses of a preset (see vitcf.analyses.default_plan): every LoRA and "
+        "block expansion row scored adapted, merged and removed, and full fine-tuning and LoRA r=8 "
+        "interpolated back to the pre-trained weights. Each writes one record under "
+        "results/<preset>/analyses/; existing records are skipped. Everything is checked first.",
+    )
+    ana.add_argument("--preset", required=True, help="smoke, mini or paper")
+    ana.add_argument("--only", nargs="+", default=None, metavar="ANALYSIS", help="reversibility, interpolation")
+    ana.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ana.add_argument("--results-dir", default=None, help="the preset's results folder (default: results/<preset>/)")
+    ana.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    ana.add_argument("--quiet", action="store_true", help="no progress bar")
+    ana.set_defaults(func=_analyse)
 
     pre = sub.add_parser(
         "pretrain",

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import records
-from .backbones import WEIGHTS_DIR, create_backbone, get_spec
+from .backbones import create_backbone, get_spec, weights_dir
 from .checkpoints import save_state_dict, sha256
 from .data import ImageSet, batches, load_dataset, match_channels, normalize, random_resized_crop_flip
 from .evaluate import autocast, extract_features, knn_accuracy
@@ -247,7 +247,7 @@ def knn_report(backbone: nn.Module, config: PretrainConfig, *, device: torch.dev
 def default_output(config: PretrainConfig) -> Path:
     spec = get_spec(config.backbone)
     if spec.shipped is not None and config.limit is None:
-        return WEIGHTS_DIR / spec.shipped
+        return weights_dir() / spec.shipped
     return records.RESULTS_ROOT / "pretrain" / f"{config.backbone}.safetensors"
 
 

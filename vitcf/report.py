@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import records
-from .backbones import WEIGHTS_DIR, get_spec
+from .backbones import get_spec, weights_dir
 from .paper import DINO_VITB16_KNN, PAPER_ROWS
 from .presets import get_preset
 
@@ -121,7 +121,7 @@ def weights_card(backbone: str) -> dict | None:
     spec = get_spec(backbone)
     if spec.shipped is None:
         return None
-    card = (WEIGHTS_DIR / spec.shipped).with_suffix(".json")
+    card = (weights_dir() / spec.shipped).with_suffix(".json")
     return records.read_json(card) if card.is_file() else None
 
 
@@ -239,7 +239,8 @@ def backbone_view(preset) -> object:
     spec = get_spec(preset.backbone)
     if spec.shipped is not None:
         return Markdown(f"The `{preset.backbone}` backbone's weights and card are not in this checkout "
-                        f"(`vitcf/weights/{spec.shipped}`); `vitcf pretrain --preset {preset.backbone}` makes both.")
+                        f"(`{_shown(weights_dir() / spec.shipped)}`); `vitcf pretrain --preset {preset.backbone}` "
+                        "makes both.")
     return Markdown(f"The `{preset.backbone}` backbone starts from its published weights ({spec.hub_id}, "
                     "fetched through the Hugging Face hub cache).")
 
