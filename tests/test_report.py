@@ -65,6 +65,7 @@ def test_an_empty_study_says_what_to_run_and_lists_failures(tmp_path, monkeypatc
     monkeypatch.delenv(report.PRESET_ENV, raising=False)
     study = report.load_study("smoke")
     assert study.empty and study.runs == [] and study.baseline is None
+    assert study.source() == f"No run record of the `smoke` preset was in `{tmp_path / 'smoke'}` when this page was built."
     assert report.missing_runs(study) == (f"No run of the `smoke` preset is recorded in `{tmp_path / 'smoke'}` yet. "
                                           "`vitcf sweep --preset smoke` fills this page.")
     write_json(tmp_path / "smoke" / "full_seed0.error.json", {"error": "boom"})

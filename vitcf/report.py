@@ -64,9 +64,13 @@ class Study:
     def source(self) -> str:
         """One Markdown sentence: where the numbers on this page come from."""
         seeds = sorted({r["seed"] for r in self.runs})
-        text = (f"Numbers on this page: {len(self.runs)} run record(s) of the `{self.preset}` preset "
-                f"({len({r['label'] for r in self.runs})} configurations, seeds {', '.join(map(str, seeds)) or 'none'}) "
-                f"read from `{_shown(self.folder)}` when this page was built.")
+        if self.runs:
+            text = (f"Numbers on this page: {len(self.runs)} run record(s) of the `{self.preset}` preset "
+                    f"({len({r['label'] for r in self.runs})} configurations, seeds {', '.join(map(str, seeds))}) "
+                    f"read from `{_shown(self.folder)}` when this page was built.")
+        else:
+            text = (f"No run record of the `{self.preset}` preset was in `{_shown(self.folder)}` when this page "
+                    f"was built.")
         if self.failed:
             text += f" {len(self.failed)} run(s) failed and have no record: {', '.join(self.failed)}."
         if self.overridden:
