@@ -193,6 +193,31 @@ def console_errors(browser, path: Path) -> list:
 
 
 @contextlib.contextmanager
+def offline_page(html: Path, path: Path):
+    """`path` open in headless Chromium; afterwards, assert it logged no console error of its own
+    and requested nothing from the network.
+
+    The theme logs errors of its own on every page (JB1 declares THEBE_JS_URL twice, the theme
+    warns of its colour mode): what the page adds is measured against a page without a chart.
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            theme_errors = console_errors(browser, html / "book" / "intro.html")
+            page, requests = browser.new_page(), []
+            errors = listen(page, requests)
+            page.goto(path.as_uri())
+            yield page
+        finally:
+            browser.close()
+    assert [e for e in errors if e not in theme_errors] == []
+    remote = [url for url in requests if not url.startswith(("file://", "data:", "blob:"))]
+    assert not remote, remote
+
+
+@contextlib.contextmanager
 def redrawn(page, chart):
     """Wait, after the block, until the chart's SVG differs from what it was before the block."""
     before = chart.locator("svg.marks").inner_html()
@@ -203,8 +228,6 @@ def redrawn(page, chart):
 
 @needs_chromium
 def test_charts_render_offline_and_the_slider_reranks(book):
-    from playwright.sync_api import sync_playwright
-
     html, frame, _ = book
     labels = set(frame["label"])
     page_file = html / "notebooks" / "mini_study.html"
@@ -213,60 +236,35 @@ def test_charts_render_offline_and_the_slider_reranks(book):
     assert plots.BUNDLE_NAME not in (html / "book" / "intro.html").read_text()
     assert (html / "_static" / plots.BUNDLE_NAME).stat().st_size > 500_000
     assert "require.js" not in text and "cdn." not in text
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            # The theme logs errors of its own on every page (JB1 declares THEBE_JS_URL twice, the
-            # theme warns of its colour mode): what the charts add is measured against a page without.
-            theme_errors = console_errors(browser, html / "book" / "intro.html")
-            page, requests = browser.new_page(), []
-            errors = listen(page, requests)
-            page.goto(page_file.as_uri())
-            page.wait_for_selector(f".{plots.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=20_000)
-            tradeoff, curve = page.locator(f"div.{plots.CHART_CLASS}").all()
-            curve.locator("svg.marks").wait_for(timeout=20_000)
-            assert same_ranking(displayed(tradeoff, labels), expected(frame, 0.5))
+    with offline_page(html, page_file) as page:
+        page.wait_for_selector(f".{plots.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=20_000)
+        tradeoff, curve = page.locator(f"div.{plots.CHART_CLASS}").all()
+        curve.locator("svg.marks").wait_for(timeout=20_000)
+        assert same_ranking(displayed(tradeoff, labels), expected(frame, 0.5))
 
-            slider = tradeoff.locator(f'input[type="range"][name="{plots.WEIGHT_PARAM}"]')
-            for w in ("1", "0"):
-                with redrawn(page, tradeoff):
-                    slider.evaluate(MOVE_SLIDER, w)
-                shown = displayed(tradeoff, labels)
-                assert same_ranking(shown, expected(frame, float(w))), (w, shown)
+        slider = tradeoff.locator(f'input[type="range"][name="{plots.WEIGHT_PARAM}"]')
+        for w in ("1", "0"):
             with redrawn(page, tradeoff):
-                tradeoff.locator("select").select_option(label="LoRA")
-            assert sorted(label for label, _ in displayed(tradeoff, labels)) == ["LoRA r=16", "LoRA r=4", "LoRA r=8"]
-            with redrawn(page, curve):
-                curve.locator("select").select_option("10")
-        finally:
-            browser.close()
-    assert [e for e in errors if e not in theme_errors] == []
-    remote = [url for url in requests if not url.startswith(("file://", "data:", "blob:"))]
-    assert not remote, remote
+                slider.evaluate(MOVE_SLIDER, w)
+            shown = displayed(tradeoff, labels)
+            assert same_ranking(shown, expected(frame, float(w))), (w, shown)
+        with redrawn(page, tradeoff):
+            tradeoff.locator("select").select_option(label="LoRA")
+        assert sorted(label for label, _ in displayed(tradeoff, labels)) == ["LoRA r=16", "LoRA r=4", "LoRA r=8"]
+        with redrawn(page, curve):
+            curve.locator("select").select_option("10")
 
 
 @needs_chromium
 def test_the_interpolation_slider_moves_the_marked_points(book):
-    from playwright.sync_api import sync_playwright
-
     html, _, _ = book
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            theme_errors = console_errors(browser, html / "book" / "intro.html")
-            page, requests = browser.new_page(), []
-            errors = listen(page, requests)
-            page.goto((html / "notebooks" / "beyond.html").as_uri())
-            chart = page.locator(f"div.{plots.CHART_CLASS}").last  # the interpolation chart
-            chart.locator("svg.marks").wait_for(timeout=20_000)
-            marked = """el => [...el.querySelectorAll('g[class*="interpolation_marked"] path')].map(n => n.getAttribute('transform'))"""
-            at_one = chart.evaluate(marked)
-            assert at_one  # one marked point per curve
-            slider = chart.locator(f'input[type="range"][name="{plots.ALPHA_PARAM}"]')
-            with redrawn(page, chart):
-                slider.evaluate(MOVE_SLIDER, "0")
-            assert chart.evaluate(marked) != at_one
-        finally:
-            browser.close()
-    assert [e for e in errors if e not in theme_errors] == []
-    assert not [url for url in requests if not url.startswith(("file://", "data:", "blob:"))]
+    with offline_page(html, html / "notebooks" / "beyond.html") as page:
+        chart = page.locator(f"div.{plots.CHART_CLASS}").last  # the interpolation chart
+        chart.locator("svg.marks").wait_for(timeout=20_000)
+        marked = """el => [...el.querySelectorAll('g[class*="interpolation_marked"] path')].map(n => n.getAttribute('transform'))"""
+        at_one = chart.evaluate(marked)
+        assert at_one  # one marked point per curve
+        slider = chart.locator(f'input[type="range"][name="{plots.ALPHA_PARAM}"]')
+        with redrawn(page, chart):
+            slider.evaluate(MOVE_SLIDER, "0")
+        assert chart.evaluate(marked) != at_one

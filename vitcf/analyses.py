@@ -34,11 +34,38 @@ ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 INTERPOLABLE = ("full", "top_k", "lora")  # a single plain ViT before and after, with weights that moved
 
 
-def states(method, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """The model in each state the method allows (copies: removing one state never alters another)."""
+def _check_reversible(method) -> None:
     if not method.reversible:
         raise ValueError(f"reversibility: method {method.name!r} changes pre-trained weights in place and has nothing "
                          f"to remove; reversible methods: lora, block_expansion")
+
+
+def _record_path(plan, analysis: str) -> Path:
+    return plan.path.parent / "analyses" / f"{analysis}_{plan.path.stem}.json"
+
+
+def _write_record(path: Path, analysis: str, plan, trained, results: dict) -> dict:
+    """Write an analysis record (the run's identity, its baseline, `results`); return it as read back."""
+    record = {
+        "analysis": analysis,
+        "run": plan.path.stem,
+        "preset": plan.preset.name,
+        "method": plan.method.name,
+        "family": plan.method.family,
+        "label": plan.method.label,
+        "hparams": plan.method.hparams,
+        "seed": plan.seed,
+        "baseline": {"knn": trained.base["knn"], "linear_head": trained.base["linear_head"]},
+        **results,
+        "environment": records.environment(plan.device),
+    }
+    records.write_json(path, record)
+    return records.read_json(path)  # as every later reader sees it (JSON keys are strings)
+
+
+def states(method, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The model in each state the method allows (copies: removing one state never alters another)."""
+    _check_reversible(method)
     found = {"adapted": model}
     if hasattr(method, "merge"):
         found["merged"] = method.merge(copy.deepcopy(model))
@@ -55,27 +82,13 @@ def reversibility(preset: str, method: str, hparams: dict | None = None, seed: i
     record is returned unless `force`. Arguments are validated before anything is read.
     """
     plan = plan_run(preset, method, hparams, seed, results_dir=results_dir, device=device, forgetting_steps=())
-    if not plan.method.reversible:
-        states(plan.method, None)  # raises, naming the reversible methods
-    path = plan.path.parent / "analyses" / f"reversibility_{plan.path.stem}.json"
+    _check_reversible(plan.method)
+    path = _record_path(plan, "reversibility")
     if path.exists() and not force:
         return records.read_json(path) | {"skipped": True}
     trained = train_planned(plan, progress=progress)
     scored = {name: _score(trained, plan, model) for name, model in states(plan.method, trained.model).items()}
-    record = {
-        "analysis": "reversibility",
-        "run": plan.path.stem,
-        "preset": plan.preset.name,
-        "method": plan.method.name,
-        "label": plan.method.label,
-        "hparams": plan.method.hparams,
-        "seed": plan.seed,
-        "baseline": {"knn": trained.base["knn"], "linear_head": trained.base["linear_head"]},
-        "states": scored,
-        "environment": records.environment(plan.device),
-    }
-    records.write_json(path, record)
-    return records.read_json(path)  # as every later reader sees it (JSON keys are strings)
+    return _write_record(path, "reversibility", plan, trained, {"states": scored})
 
 
 def _score(trained, plan, model: torch.nn.Module) -> dict:
@@ -107,7 +120,7 @@ def interpolation(preset: str, method: str, hparams: dict | None = None, seed: i
     if plan.method.name not in INTERPOLABLE:
         raise ValueError(f"interpolation: method {plan.method.name!r} cannot be interpolated; allowed: "
                          f"{', '.join(INTERPOLABLE)}")
-    path = plan.path.parent / "analyses" / f"interpolation_{plan.path.stem}.json"
+    path = _record_path(plan, "interpolation")
     if path.exists() and not force:
         return records.read_json(path) | {"skipped": True}
     trained = train_planned(plan, progress=progress)
@@ -123,21 +136,7 @@ def interpolation(preset: str, method: str, hparams: dict | None = None, seed: i
                  for name, value in ft.items()}
         start.load_state_dict(mixed)
         points.append({"alpha": alpha, **_score(trained, plan, start)})
-    record = {
-        "analysis": "interpolation",
-        "run": plan.path.stem,
-        "preset": plan.preset.name,
-        "method": plan.method.name,
-        "family": plan.method.family,
-        "label": plan.method.label,
-        "hparams": plan.method.hparams,
-        "seed": plan.seed,
-        "baseline": {"knn": trained.base["knn"], "linear_head": trained.base["linear_head"]},
-        "points": points,
-        "environment": records.environment(plan.device),
-    }
-    records.write_json(path, record)
-    return records.read_json(path)
+    return _write_record(path, "interpolation", plan, trained, {"points": points})
 
 
 def default_plan(preset: str) -> list[tuple[str, str, dict]]:
