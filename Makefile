@@ -10,8 +10,14 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 MINI_WEIGHTS := $(or $(VITCF_WEIGHTS_DIR),vitcf/weights)/mini.safetensors
+# Sweeps run one papermill job per core, each with its share of the threads (benchmarks/book_budget.py
+# measures the targets this way). On a GPU machine: make book SWEEP_FLAGS="--executor local --gpus 0".
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+SWEEP_FLAGS ?= --executor local --jobs $(JOBS)
+NO_WEIGHTS = echo "make $@: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
+	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (a GPU job)"
 
-.PHONY: book params test clean data
+.PHONY: book extended params test clean data
 
 # Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
 # on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
@@ -33,11 +39,23 @@ $(STAMP): pyproject.toml
 book: $(STAMP) data
 	$(VENV)/bin/vitcf params
 	@status=0; \
-	if [ -f $(MINI_WEIGHTS) ]; then $(VENV)/bin/vitcf sweep --preset mini || status=$$?; \
-	else echo "make book: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
-		"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (a GPU job)"; fi; \
+	if [ -f $(MINI_WEIGHTS) ]; then $(VENV)/bin/vitcf sweep --preset mini $(SWEEP_FLAGS) || status=$$?; \
+	else $(NO_WEIGHTS); fi; \
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going || exit $$?; \
 	echo "open _build/html/index.html"; exit $$status
+
+## Beyond the main job (then `make book` shows it): the mini study with seeds 0, 1 and 2 (the forgetting
+# curves from seed 0), its design space, and the analyses (reversibility and interpolation side by
+# side, one thread each). Every
+# step skips what is recorded, so it resumes; target 30 min on two cores (benchmarks/book_budget.py).
+extended: $(STAMP) data
+	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
+	$(VENV)/bin/vitcf sweep --preset mini $(SWEEP_FLAGS)
+	$(VENV)/bin/vitcf sweep --preset mini --seeds 1 2 --forgetting-steps $(SWEEP_FLAGS)
+	$(VENV)/bin/vitcf sweep --preset mini --grid design $(SWEEP_FLAGS)
+	OMP_NUM_THREADS=1 $(VENV)/bin/vitcf analyse --preset mini --only reversibility --quiet & \
+	OMP_NUM_THREADS=1 $(VENV)/bin/vitcf analyse --preset mini --only interpolation --quiet; \
+	status=$$?; wait $$! || status=$$?; exit $$status
 
 params: $(STAMP)
 	$(VENV)/bin/vitcf params

@@ -63,7 +63,7 @@ from vitcf.backbones import BACKBONES, create_backbone
 from vitcf.data import IMAGENET_CROP, IMAGENET_RESIZE, ImageSet, batches, imagenet_batches
 from vitcf.evaluate import accuracy, autocast, extract_features
 from vitcf.methods import make_method
-from vitcf.paper import PAPER_BATCH, PAPER_ROWS, PAPER_STEPS
+from vitcf.paper import PAPER_ROWS
 from vitcf.presets import Preset, get_preset
 from vitcf.train import TrainConfig, finetune, input_transform, train_step
 
@@ -85,12 +85,15 @@ CIFAR100_TRAIN = 50_000
 CIFAR100_TEST = 10_000
 IMAGENET_TRAIN = 1_281_167
 IMAGENET_VAL = 50_000
+IMAGENETTE_TRAIN = 9_469  # the paper-lite probe: Imagenette v2 (320 px), train and val splits
+IMAGENETTE_VAL = 3_925
 
 # The issue's targets.
 MFU_TARGET = 0.40
 REFERENCE_SPEEDUP_TARGET = 4.0
 EVAL_TARGET = 5_000  # images/s, decode included
 GRID_HOURS_TARGET = 2.5  # on one H100
+LITE_HOURS_TARGET = 1.0  # the paper-lite grid, on one H100
 
 SMOKE = "not applicable (smoke)"
 
@@ -713,21 +716,14 @@ def _config_key(method: str, hparams: dict) -> str:
     return make_method(method, **hparams).label
 
 
-def project_grid(methods: list[dict], evaluation: dict, preset: Preset) -> dict:
-    """Seconds for the ten paper runs and the baseline probe at the measured rates.
-
-    Per run: 10,000 training steps of 128 images; a selection evaluation every `eval_every` steps
-    on the held-out split; the test split once; the k-NN probe over all of ImageNet-1K (train as
-    the bank, val as queries). Once: the k-NN probe of the pre-trained backbone. Evaluations of a
-    deeper model (block expansion) are slowed by its forward-FLOP ratio to the 12-block one.
-    """
+def _project_runs(methods: list[dict], evaluation: dict, preset: Preset, knn_images: int,
+                  knn_rates: dict[str, float], probes_per_run: int) -> tuple[list[dict], list[str]]:
+    """Per paper row of `preset`: seconds of training, selection, test and k-NN probing at the measured
+    rates (rows not timed here are returned by label in the second list)."""
     by_config = {_config_key(m["method"], m["hparams"]): m for m in methods}
     full = by_config[_config_key("full", {})]
-    selections = PAPER_STEPS // preset.eval_every
+    selections = preset.steps // preset.eval_every
     selection_images = round(preset.holdout_fraction * CIFAR100_TRAIN)
-    knn_images = IMAGENET_TRAIN + IMAGENET_VAL
-    eval_rates = {"project_pipeline": evaluation["project_pipeline"]["images_per_second"],
-                  "gpu_decode": evaluation["gpu_decode"]["images_per_second"]}
     select_rate = evaluation["selection"]["images_per_second"]
     rows, missing = [], []
     for row in PAPER_ROWS:
@@ -740,16 +736,32 @@ def project_grid(methods: list[dict], evaluation: dict, preset: Preset) -> dict:
             missing.append(label)
             continue
         slower = measured["flops"]["forward_per_image"] / full["flops"]["forward_per_image"]
-        entry = {
+        rows.append({
             "run": label, "timed_as": timed_as,
-            "train_seconds": PAPER_STEPS * PAPER_BATCH / measured["images_per_second"],
+            "train_seconds": preset.steps * preset.batch_size / measured["images_per_second"],
             "selection_seconds": selections * selection_images * slower / select_rate,
             "test_seconds": CIFAR100_TEST * slower / select_rate,
-            "knn_seconds": {name: knn_images * slower / rate for name, rate in eval_rates.items()},
-        }
-        rows.append(entry)
+            "knn_seconds": {name: probes_per_run * knn_images * slower / rate for name, rate in knn_rates.items()},
+        })
+    return rows, missing
+
+
+def project_grid(methods: list[dict], evaluation: dict, preset: Preset) -> dict:
+    """Seconds for the ten paper runs and the baseline probe at the measured rates.
+
+    Per run: 10,000 training steps of 128 images; a selection evaluation every `eval_every` steps
+    on the held-out split; the test split once; the k-NN probe over all of ImageNet-1K (train as
+    the bank, val as queries). Once: the k-NN probe of the pre-trained backbone. Evaluations of a
+    deeper model (block expansion) are slowed by its forward-FLOP ratio to the 12-block one.
+    """
+    knn_images = IMAGENET_TRAIN + IMAGENET_VAL
+    eval_rates = {"project_pipeline": evaluation["project_pipeline"]["images_per_second"],
+                  "gpu_decode": evaluation["gpu_decode"]["images_per_second"]}
+    rows, missing = _project_runs(methods, evaluation, preset, knn_images, eval_rates, probes_per_run=1)
     if missing:
         return {"projected": False, "reason": f"not timed here: {', '.join(missing)}"}
+    selections = preset.steps // preset.eval_every
+    selection_images = round(preset.holdout_fraction * CIFAR100_TRAIN)
     baseline = {name: knn_images / rate for name, rate in eval_rates.items()}
     common = sum(r["train_seconds"] + r["selection_seconds"] + r["test_seconds"] for r in rows)
     totals = {name: common + baseline[name] + sum(r["knn_seconds"][name] for r in rows) for name in eval_rates}
@@ -761,7 +773,7 @@ def project_grid(methods: list[dict], evaluation: dict, preset: Preset) -> dict:
         "gpu_hours": totals["project_pipeline"] / 3600,
         "gpu_hours_with_gpu_decode": totals["gpu_decode"] / 3600,
         "includes": [
-            f"{len(rows)} runs x {PAPER_STEPS:,} steps x {PAPER_BATCH} images at each method's measured rate "
+            f"{len(rows)} runs x {preset.steps:,} steps x {preset.batch_size} images at each method's measured rate "
             "(LoRA r=4 and r=16 at r=8's)",
             f"{selections} selection evaluations per run on the {selection_images:,}-image hold-out and one "
             f"{CIFAR100_TEST:,}-image test evaluation, at the measured accuracy() rate",
@@ -778,6 +790,42 @@ def project_grid(methods: list[dict], evaluation: dict, preset: Preset) -> dict:
     }
 
 
+def project_lite(methods: list[dict], evaluation: dict, preset: Preset) -> dict:
+    """Seconds for the `paper-lite` grid: the paper's runs at `preset`'s schedule, each probing the whole
+    of Imagenette (in memory at 224 px, so at the in-memory accuracy() rate) after training and at
+    every forgetting step, and one baseline probe; plus the longest schedule within the target."""
+    knn_images = IMAGENETTE_TRAIN + IMAGENETTE_VAL
+    rate = evaluation["selection"]["images_per_second"]
+    probes = 1 + len(preset.forgetting_steps)
+    rows, missing = _project_runs(methods, evaluation, preset, knn_images, {"in_memory": rate}, probes)
+    if missing:
+        return {"projected": False, "reason": f"not timed here: {', '.join(missing)}"}
+    baseline = knn_images / rate
+    train = sum(r["train_seconds"] for r in rows)
+    fixed = baseline + sum(r["test_seconds"] + r["knn_seconds"]["in_memory"] for r in rows)
+    per_step = (train + sum(r["selection_seconds"] for r in rows)) / preset.steps  # both grow with the schedule
+    total = fixed + per_step * preset.steps
+    return {
+        "projected": True,
+        "preset": preset.name,
+        "steps": preset.steps,
+        "runs": rows,
+        "baseline_knn_seconds": baseline,
+        "total_seconds": total,
+        "gpu_hours": total / 3600,
+        "steps_within_target": max(0, int((LITE_HOURS_TARGET * 3600 - fixed) / per_step)),
+        "includes": [
+            f"{len(rows)} runs x {preset.steps:,} steps x {preset.batch_size} images at each method's measured rate",
+            f"selection every {preset.eval_every} steps and one test evaluation, as for the paper grid",
+            f"{probes} k-NN probes per run (after training and at steps {', '.join(map(str, preset.forgetting_steps))}) "
+            f"and one baseline probe, each over Imagenette's {IMAGENETTE_TRAIN:,} + {IMAGENETTE_VAL:,} images at the "
+            "measured in-memory rate",
+        ],
+        "excludes": ["downloading and decoding CIFAR-100 and Imagenette once (cached afterwards)",
+                     "the k-NN search and the linear-head probe (small at 9,469 x 3,925)"],
+    }
+
+
 # --- targets ---------------------------------------------------------------------------------------
 
 def judge(doc: dict) -> list[dict]:
@@ -788,10 +836,13 @@ def judge(doc: dict) -> list[dict]:
     prefixes = [m["frozen_prefix"]["back_propagated"] for m in methods]
     eval_rate = doc["evaluation"]["project_pipeline"]["images_per_second"]
     speedup, hours = full.get("vs_reference"), projection.get("gpu_hours")
+    lite = doc.get("projection_lite", {})
+    lite_hours = lite.get("gpu_hours")
     unmeasured = {  # why a target has no figure, where it can lack one
         "full_vs_reference": doc["reference"].get("reason"),
         "frozen_prefix_not_backpropagated": "the FLOP counter did not see a prefix module run",
         "paper_grid_gpu_hours": projection.get("reason"),
+        "paper_lite_grid_gpu_hours": lite.get("reason", "no paper-lite projection in this document"),
     }
     targets = [
         ("full_mfu", "full fine-tuning model FLOP utilisation >= 40%", MFU_TARGET, full["mfu"],
@@ -807,6 +858,8 @@ def judge(doc: dict) -> list[dict]:
          "(the project's loader)", EVAL_TARGET, eval_rate, eval_rate >= EVAL_TARGET),
         ("paper_grid_gpu_hours", "the whole paper grid <= 2.5 GPU-hours on one H100", GRID_HOURS_TARGET,
          hours, None if hours is None else hours <= GRID_HOURS_TARGET),
+        ("paper_lite_grid_gpu_hours", "the whole paper-lite grid <= 1 GPU-hour on one H100", LITE_HOURS_TARGET,
+         lite_hours, None if lite_hours is None else lite_hours <= LITE_HOURS_TARGET),
     ]
     judged = []
     for name, description, target, measured, passed in targets:
@@ -817,7 +870,7 @@ def judge(doc: dict) -> list[dict]:
         else:
             status = "pass" if passed else "fail"
         entry = {"name": name, "description": description, "target": target, "measured": measured, "status": status}
-        if name == "paper_grid_gpu_hours" and not doc["smoke"] and "H100" not in (doc["gpu"] or ""):
+        if name.endswith("grid_gpu_hours") and not doc["smoke"] and "H100" not in (doc["gpu"] or ""):
             entry["note"] = f"measured on {doc['gpu']}; the target is stated for an H100"
         judged.append(entry)
     return judged
@@ -860,6 +913,10 @@ def table(doc: dict) -> str:
                      f"({projection['gpu_hours_with_gpu_decode']:.2f} with GPU decode)")
     else:
         lines.append(f"paper grid not projected: {projection['reason']}")
+    lite = doc["projection_lite"]
+    if lite["projected"]:
+        lines.append(f"paper-lite grid projected: {lite['gpu_hours']:.2f} GPU-hours at {lite['steps']:,} steps "
+                     f"(within {LITE_HOURS_TARGET:g} h: up to {lite['steps_within_target']:,} steps)")
     lines += ["", "targets:"] + [f"  {t['status']:<24} {t['description']}: measured {_brief(t['measured'])}"
                                   for t in doc["targets"]]
     return "\n".join(lines)
@@ -923,6 +980,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference": reference,
         "evaluation": evaluation,
         "projection": project_grid(methods, evaluation, get_preset("paper")),  # the paper's, even when smoke
+        "projection_lite": project_lite(methods, evaluation, get_preset("paper-lite")),
     }
     doc["targets"] = judge(doc)
     records.write_json(args.out, doc)

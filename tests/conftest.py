@@ -46,3 +46,25 @@ def failing_notebook(tmp_path):
     path = tmp_path / "failing.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+IMAGENETTE_WNIDS = {"n01440764": "tench", "n02102040": "English springer", "n03000684": "chain saw"}
+
+
+@pytest.fixture
+def fake_imagenette(tmp_path):
+    """A data root holding torchvision's Imagenette (320 px) layout: three of its classes, JPEGs of
+    random sizes (5 train and 2 val images per class), so the real loader and cache run offline."""
+    import numpy as np
+    from PIL import Image
+
+    root, rng = tmp_path / "data", np.random.default_rng(0)
+    for split, count in (("train", 5), ("val", 2)):
+        for wnid in IMAGENETTE_WNIDS:
+            folder = root / "imagenette2-320" / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                height, width = rng.integers(160, 360, size=2)
+                pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
+    return root

@@ -162,9 +162,9 @@ def test_targets_are_listed_but_not_judged_in_a_smoke_run(smoke):
     targets = smoke[0]["targets"]
     assert [t["name"] for t in targets] == [
         "full_mfu", "full_vs_reference", "no_method_slower_than_full", "frozen_prefix_not_backpropagated",
-        "evaluation_images_per_second", "paper_grid_gpu_hours"]
+        "evaluation_images_per_second", "paper_grid_gpu_hours", "paper_lite_grid_gpu_hours"]
     assert {t["status"] for t in targets} == {SMOKE}
-    assert [t["target"] for t in targets] == [0.40, 4.0, 1.0, 0.0, 5_000, 2.5]
+    assert [t["target"] for t in targets] == [0.40, 4.0, 1.0, 0.0, 5_000, 2.5, 1.0]
 
 
 def test_the_reference_pipeline_is_timed_beside_ours(smoke, methods):
@@ -231,6 +231,27 @@ def test_a_missing_transformers_is_named_unless_the_reference_is_skipped(tmp_pat
     assert not list(tmp_path.iterdir())
 
 
+def test_the_paper_lite_projection_is_its_schedule_and_imagenette_probes(smoke, methods):
+    doc = smoke[0]
+    lite, preset = doc["projection_lite"], get_preset("paper-lite")
+    rate = doc["evaluation"]["selection"]["images_per_second"]
+    knn_images, probes = 9_469 + 3_925, 1 + len(preset.forgetting_steps)
+    by_label = {m["label"]: m for m in methods.values()}
+    total = knn_images / rate  # the baseline probe
+    for run in lite["runs"]:
+        timed = by_label[run["timed_as"]]
+        slower = timed["flops"]["forward_per_image"] / methods["full"]["flops"]["forward_per_image"]
+        assert run["train_seconds"] == pytest.approx(preset.steps * preset.batch_size / timed["images_per_second"])
+        assert run["knn_seconds"]["in_memory"] == pytest.approx(probes * knn_images * slower / rate)
+        total += run["train_seconds"] + run["selection_seconds"] + run["test_seconds"] + run["knn_seconds"]["in_memory"]
+    assert lite["projected"] and lite["steps"] == preset.steps and len(lite["runs"]) == len(PAPER_ROWS)
+    assert lite["gpu_hours"] == pytest.approx(total / 3600)
+    # the longest schedule within an hour: the per-step part scales, the probes do not
+    per_step = sum(r["train_seconds"] + r["selection_seconds"] for r in lite["runs"]) / preset.steps
+    fixed = total - per_step * preset.steps
+    assert lite["steps_within_target"] == max(0, int((3600 - fixed) / per_step))
+
+
 def test_a_gpu_run_judges_each_target_by_its_measured_value(smoke):
     doc = json.loads(json.dumps(smoke[0])) | {"smoke": False, "gpu": "NVIDIA H100 80GB HBM3"}
     judged = {t["name"]: t for t in load_script().judge(doc)}
@@ -241,6 +262,7 @@ def test_a_gpu_run_judges_each_target_by_its_measured_value(smoke):
         "frozen_prefix_not_backpropagated": True,
         "evaluation_images_per_second": doc["evaluation"]["project_pipeline"]["images_per_second"] >= 5_000,
         "paper_grid_gpu_hours": doc["projection"]["gpu_hours"] <= 2.5,
+        "paper_lite_grid_gpu_hours": doc["projection_lite"]["gpu_hours"] <= 1.0,
     }
     if "vs_reference" in full:
         expected["full_vs_reference"] = full["vs_reference"] >= 4.0

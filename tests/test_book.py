@@ -22,7 +22,8 @@ from vitcf import findings, plots, report
 from vitcf.analyses import run_analyses
 from vitcf.presets import get_preset
 from vitcf.records import read_records, records_frame
-from vitcf.study import run
+from vitcf.study import execute, run
+from vitcf.sweep import grid_key, grid_keys, plan_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,8 +31,9 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian package 'chromium')")
 # `make test` distributes by file (--dist loadfile), so one worker builds the book once for this module.
 TOC_PAGES = ["book/intro", "book/methods", "book/params", "notebooks/mini_study", "notebooks/paper_scale",
-             "notebooks/beyond", "notebooks/discussion", "notebooks/pretrain", "notebooks/finetune", "book/related",
-             "book/reproducibility"]
+             "notebooks/beyond", "notebooks/design_space", "notebooks/discussion", "notebooks/pretrain",
+             "notebooks/finetune", "book/related", "book/reproducibility"]
+DESIGN_ONLY = ["surgical", "Top-1", "Top-2", "LoRA r=4 (all)"]  # the design points the fixture runs
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +46,16 @@ def book(tmp_path_factory):
     for method, hparams in (("lora", {"r": 8}), ("linear", {})):
         run("smoke", method, hparams, seed=1, results_dir=folder, progress=False, forgetting_steps=())
     run_analyses("smoke", results_dir=folder, progress=False)
+    core = read_records(folder)
+    for design in plan_sweep("smoke", grid="design", only=DESIGN_ONLY, results_dir=folder):
+        execute(design.plan, progress=False)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, never a `jupyter book` (v2)
     assert jupyter_book.exists(), f"no {jupyter_book}: install the book extra (jupyter-book>=1.0.4,<2)"
     env = os.environ | {report.RESULTS_ENV: str(root / "results"), report.PRESET_ENV: "smoke"}
     build = subprocess.run([str(jupyter_book), "build", str(REPO), "-W", "-n", "--keep-going",
                             "--path-output", str(root / "out")], capture_output=True, text=True, timeout=1200, env=env)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-4000:]
-    runs = read_records(folder)
-    return root / "out" / "_build" / "html", records_frame(runs), runs
+    return root / "out" / "_build" / "html", records_frame(core), core
 
 
 SMART_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
@@ -72,6 +76,24 @@ def test_every_page_is_built_and_says_which_records_it_shows(book):
         assert f"Numbers on this page: {len(runs)} run record(s) of the smoke preset" in text
         assert "This build shows the smoke preset in place of this page" in text
         assert "No run of the" not in text
+
+
+def test_the_design_page_reads_the_design_records(book):
+    html, _, core = book
+    folder = html.parents[2] / "results" / "smoke"
+    keys = grid_keys("smoke", "design")
+    design = [r for r in read_records(folder) if grid_key(r["run"]) in keys]
+    frame = plots.design_frame(design)
+    assert set(frame["label"]) == {"Surgical block 0", "Surgical block 6", "Surgical block 11", "Top-1", "Top-2",
+                                   "Top-3", "LoRA r=4 (all)", "LoRA r=8", *(f"Block exp. p={p}" for p in range(1, 5))}
+    text = text_of(html / "notebooks" / "design_space.html")
+    assert f"Numbers on this page: {len(design)} run record(s) of the smoke preset" in text
+    for line in findings.design_note(frame).splitlines():  # "- **Axis**: sentence" bullets
+        assert " ".join(line.split("**: ", 1)[1].split()) in text, line
+    soup = BeautifulSoup((html / "notebooks" / "design_space.html").read_text(), "html.parser")
+    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the axis chart, then the trade-off plane
+    mini = text_of(html / "notebooks" / "mini_study.html")
+    assert " ".join(findings.early_forgetting_note(plots.forgetting_curve_frame(core)).split()) in mini
 
 
 def test_the_results_table_is_the_records(book):

@@ -611,3 +611,40 @@ def test_gpu_data_with_a_cpu_generator_matches_cpu(batch):
     assert on_gpu.device.type == "cuda"
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=0)
     torch.testing.assert_close(resize(batch.cuda(), 7).cpu(), resize(batch, 7), atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# image-file datasets (Imagenette, DTD, Food-101, Flowers-102): torchvision's copy, decoded and cached
+
+
+def test_imagenette_is_decoded_as_dino_evaluates_then_cached(fake_imagenette):
+    from conftest import IMAGENETTE_WNIDS
+
+    train = load_dataset("imagenette", "train", root=fake_imagenette, download=False)
+    test = load_dataset("imagenette", "test", root=fake_imagenette, download=False)  # Imagenette's val split
+    assert train.images.shape == (15, 3, data.FOLDER_CROP, data.FOLDER_CROP) and train.images.dtype == torch.uint8
+    assert len(test) == 6 and train.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    assert train.classes == tuple(IMAGENETTE_WNIDS.values())
+    # The same pixels as DINO's evaluation transform applied by hand to the first file.
+    from PIL import Image
+
+    first = sorted((fake_imagenette / "imagenette2-320" / "train" / "n01440764").iterdir())[0]
+    assert torch.equal(train.images[0], data.folder_transform()(Image.open(first)))
+    # The cache is what later loads read: with the JPEGs gone, the same tensors come back.
+    import shutil
+
+    shutil.rmtree(fake_imagenette / "imagenette2-320")
+    again = load_dataset("imagenette", "train", root=fake_imagenette, download=False)
+    assert torch.equal(again.images, train.images) and again.classes == train.classes
+
+
+@pytest.mark.parametrize("name", sorted(data.FOLDER_DATASETS))
+def test_image_file_datasets_offline_name_the_dataset_the_folder_and_the_source(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(data, "_unreachable", lambda url, timeout=3.0: "simulated: no route to host")
+    root = tmp_path / "empty"
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_dataset(name, "train", root=root)
+    message = str(err.value)
+    url = data.FOLDER_DATASETS[name][3]
+    assert repr(name) in message and str(root) in message and url in message and "simulated" in message
+    assert not (root / "vitcf-cache").exists()  # nothing half-written

@@ -81,6 +81,8 @@ def test_local_jobs_fail_are_killed_resume_and_skip(tmp_path, failing_notebook, 
     run_inline("smoke", "linear", {}, 0, results_dir=reference, device="cpu", progress=False)
     job_record, inline_record = (records.read_json(f / "linear_seed0.json") for f in (folder, reference))
     assert job_record["metrics"] == inline_record["metrics"]
+    # two jobs at once share the cores out (--jobs 2): each kernel ran with half of them
+    assert job_record["environment"]["hardware"].endswith(f", {max(1, os.cpu_count() // 2)} torch threads")
     assert job_record["trainable_params"] == inline_record["trainable_params"]
 
     # 3. again with the real notebook: only the failed run is submitted, and its job is killed
@@ -247,3 +249,12 @@ def test_cli_executor_errors_exit_2_and_write_nothing(tmp_path, capsys, options,
     assert err.startswith("vitcf sweep: error: ")
     assert re.search(match, err.strip().removeprefix("vitcf sweep: error: ")), err
     assert not folder.exists()
+
+
+def test_local_cpu_jobs_share_the_cores_out(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert ExecutorConfig("local", jobs=4).cpu_threads() == 4
+    assert ExecutorConfig("local", jobs=32).cpu_threads() == 1
+    assert ExecutorConfig("local").cpu_threads() is None  # one job: torch's own default
+    assert ExecutorConfig("local", jobs=2, gpus=(0, 1)).cpu_threads() is None
+    assert ExecutorConfig("slurm", time_min=5).cpu_threads() is None and ExecutorConfig().cpu_threads() is None

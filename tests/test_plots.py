@@ -175,10 +175,11 @@ def test_forgetting_curve_with_and_without_data():
     curves = plots.forgetting_curve_frame(runs)
     assert len(curves) == 6 and set(curves["k"]) == {10, 20} and set(curves["run"]) == {"Full_seed0"}
     spec = plots.forgetting_curve_chart(runs).to_dict()
-    (pick,) = spec["params"]
-    assert pick["name"] == plots.K_PARAM and pick["value"] == 20 and pick["bind"]["options"] == [10, 20]
+    pick = {p["name"]: p for p in spec["params"]}[plots.K_PARAM]
+    assert pick["value"] == 20 and pick["bind"]["options"] == [10, 20]
     assert {"filter": f"datum.k == {plots.K_PARAM}"} in list(dicts(spec))
-    assert plots.forgetting_curve_chart(runs, k=10).to_dict()["params"][0]["value"] == 10
+    assert {p["name"]: p for p in plots.forgetting_curve_chart(runs, k=10).to_dict()["params"]}[plots.K_PARAM][
+        "value"] == 10
     with pytest.raises(ValueError, match=r"k=5 was not measured over steps; measured: \[10, 20\]"):
         plots.forgetting_curve_chart(runs, k=5)
     with pytest.raises(ValueError, match="none of the 2 records .* --forgetting-steps"):
@@ -277,3 +278,60 @@ def test_vega_bundle_is_written_once(tmp_path):
     plots.write_vega_bundle(tmp_path / "_static")
     assert path.read_text() == text
     assert [p.name for p in path.parent.iterdir()] == [plots.BUNDLE_NAME]  # no temporary file left
+
+
+# --- the step slider and the design space ------------------------------------------------------------
+
+def test_the_step_slider_moves_from_probe_to_probe():
+    over = [{"step": s, "knn": {"20": 50.0 - s}} for s in (0, 1, 5, 50)]
+    runs = [record("Full", "standard", 10, 70.0, 0.0, over=over) | {"config": {"curve_probe": {"bank": 2, "queries": 1}}}]
+    spec = plots.forgetting_curve_chart(runs).to_dict()
+    params = {p["name"]: p for p in spec["params"]}
+    step = params[plots.STEP_PARAM]
+    assert step["bind"]["input"] == "range" and (step["bind"]["min"], step["bind"]["max"], step["bind"]["step"]) == (0, 3, 1)
+    assert step["value"] == 3 and "0, 1, 5, 50" in step["bind"]["name"]
+    assert {"filter": f"datum.probe == {plots.STEP_PARAM}"} in list(dicts(spec))
+    svg = vlc.vegalite_to_svg(spec)
+    assert "after training step 50" in svg
+    curves = plots.forgetting_curve_frame(runs)
+    assert list(curves["step"]) == [0, 1, 5, 50]  # probed at 0 on its own (smaller) probe: no baseline filled in
+
+
+def design_record(method, hparams, label, new, knn, lr=0.005, seed=0):
+    return {"run": f"{label}_{seed}", "preset": "smoke", "method": method, "hparams": hparams, "family": "x",
+            "label": label, "seed": seed, "trainable_params": 100, "config": {"train": {"lr": lr}},
+            "metrics": {"new_domain_accuracy": new, "knn": {"20": knn}}}
+
+
+DESIGN = [design_record("top_k", {"k": k}, f"Top-{k}", 60.0 + k, 50.0 - 2 * k) for k in (1, 2, 3)] + [
+    design_record("top_k", {"k": 1}, "Top-1", 62.0, 47.0, seed=1),
+    design_record("lora", {"r": 4}, "LoRA r=4", 70.0, 45.0),
+    design_record("lora", {"r": 4, "target": "all"}, "LoRA r=4 (all)", 72.0, 40.0),
+    design_record("full", {}, "Full", 80.0, 20.0, lr=0.005),  # no design axis: left out
+]
+
+
+def test_the_design_frame_places_each_run_on_its_axis():
+    frame = plots.design_frame(DESIGN)
+    assert set(frame["axis"]) == {"Top-k: blocks trained k", "LoRA: rank r"} and "Full" not in set(frame["label"])
+    top1 = frame[frame["label"] == "Top-1"].iloc[0]
+    assert top1["seeds"] == 2 and top1["pretrain_knn"] == pytest.approx(47.5) and top1["new_domain_accuracy"] == 61.5
+    assert set(frame.loc[frame["axis"] == "LoRA: rank r", "series"]) == {"q, v (paper)", "every linear layer"}
+    assert list(frame.loc[frame["axis"] == "Top-k: blocks trained k", "value"]) == [1, 2, 3]
+    mixed = DESIGN + [design_record("top_k", {"k": 4}, "Top-4", 60.0, 40.0, lr=0.05)]
+    with pytest.raises(ValueError, match="mix learning rates"):
+        plots.design_frame(mixed)
+
+
+def test_the_design_chart_picks_an_axis_and_draws_the_baseline():
+    frame = plots.design_frame(DESIGN)
+    spec = plots.design_chart(frame, baseline=BASELINE).to_dict()
+    (pick,) = [p for p in spec["params"] if p["name"] == plots.DESIGN_PARAM]
+    assert pick["bind"]["options"] == ["LoRA: rank r", "Top-k: blocks trained k"] and pick["value"] == "LoRA: rank r"
+    assert {"filter": f"datum.axis == {plots.DESIGN_PARAM}"} in list(dicts(spec))
+    svg = vlc.vegalite_to_svg(spec)
+    assert "design space" in svg
+    with pytest.raises(ValueError, match="axis 'Surgical: block trained' has no records"):
+        plots.design_chart(frame, axis="Surgical: block trained")
+    with pytest.raises(ValueError, match="no design-space records"):
+        plots.design_chart(plots.design_frame([]))

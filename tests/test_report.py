@@ -49,6 +49,26 @@ def test_load_study_reads_one_presets_records(smoke_results, monkeypatch):
     assert len(study.frame()) == 4
 
 
+def test_a_page_shows_only_its_grids_runs(tmp_path, monkeypatch):
+    """Core, design and a run with a changed schedule share the preset's folder; each page shows its own."""
+    from vitcf.study import execute, plan_run
+    from vitcf.sweep import plan_sweep
+
+    folder = tmp_path / "smoke"
+    for plan in [plan_run("smoke", "linear", {}, 0, results_dir=folder, forgetting_steps=()),
+                 plan_run("smoke", "linear", {}, 0, results_dir=folder, forgetting_steps=(), steps=3),
+                 *(r.plan for r in plan_sweep("smoke", grid="design", only=["LoRA r=4", "Top-1"], results_dir=folder))]:
+        execute(plan, progress=False)
+    (folder / "top_k_k2_seed0.error.json").write_text("{}")  # a failed design run
+    monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    core, design = report.load_study("smoke"), report.load_study("smoke", grid="design")
+    assert [r["run"] for r in core.runs] == ["linear_seed0"] and core.failed == []
+    assert sorted(r["label"] for r in design.runs) == ["LoRA r=4", "Top-1"] and design.failed == ["top_k_k2_seed0"]
+    assert {r["config"]["train"]["lr"] for r in design.runs} == {0.005}
+    assert len(list(folder.glob("linear_seed0_*.json"))) == 1  # the 3-step run: recorded, shown on neither page
+
+
 def test_the_preset_override_is_announced(smoke_results, monkeypatch):
     monkeypatch.setenv(report.RESULTS_ENV, str(smoke_results))
     monkeypatch.setenv(report.PRESET_ENV, "smoke")
@@ -221,3 +241,36 @@ def test_seed_noise_separates_only_gaps_larger_than_the_seeds_spread():
     assert findings.seed_noise_note(frame[frame["seed"] == 0]).startswith("Fewer than two configurations")
     with pytest.raises(ValueError, match="no column 'accuracy'"):
         findings.seed_noise(frame, "accuracy")
+
+
+def curves_of(steps_knn: dict[str, list[tuple[int, float]]]) -> pd.DataFrame:
+    rows = [{"run": f"{label}_seed0", "label": label, "family": "standard", "seed": 0, "step": step, "k": 20, "knn": knn}
+            for label, points in steps_knn.items() for step, knn in points]
+    return pd.DataFrame(rows)
+
+
+def test_early_forgetting_apportions_the_drop_to_the_first_steps():
+    curves = curves_of({"Full": [(0, 60.0), (1, 50.0), (5, 40.0), (20, 38.0), (300, 35.0)],
+                        "Linear": [(0, 60.0), (10, 60.0), (300, 60.0)]})
+    table = findings.early_forgetting(curves).set_index("label")
+    assert table.loc["Full", "by step 10"] == 40.0 and table.loc["Full", "step"] == 5  # the last probe <= 10
+    assert table.loc["Full", "share lost by"] == pytest.approx(20 / 25)
+    assert pd.isna(table.loc["Linear", "share lost by"])  # nothing lost, nothing to apportion
+    note = findings.early_forgetting_note(curves)
+    assert "from 60.00% before training to 40.00% after step 5 and 35.00% after step 300" in note
+    assert "lost 80% of its whole drop of 25.00 points: most of the forgetting" in note
+    slow = curves_of({"Full": [(0, 60.0), (10, 58.0), (300, 40.0)]})
+    assert "lost 10% of its whole drop of 20.00 points: less than half" in findings.early_forgetting_note(slow)
+    assert findings.early_forgetting_note(curves_of({"Linear": [(0, 1.0), (5, 1.0)]})).startswith("*None of these")
+
+
+def test_the_design_note_reads_each_axis():
+    from vitcf import plots
+
+    frame = pd.DataFrame([{"axis": "Top-k: blocks trained k", "value": k, "series": "-", "new_domain_accuracy": 60 + k,
+                           "pretrain_knn": 50 - 2 * k} for k in (1, 2, 3, 4)])
+    note = findings.design_note(frame)
+    assert note.startswith("- **Top-k**: kept most of the pre-training domain at 1 (48.00%) and least at 4 (42.00%)")
+    assert "learnt most at 4 (64.00% on the new domain)" in note
+    assert "falls as the blocks trained k increases (Spearman rho -1.00 over 4 values)" in note
+    assert findings.design_note(plots.design_frame([])).startswith("*No design-space record yet")

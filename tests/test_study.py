@@ -1,14 +1,18 @@
 """End-to-end runs of the smoke preset: real data, real training, real probes, real records."""
 
+import dataclasses
 import json
 
 import pytest
+import torch
 
-from vitcf import records
+from vitcf import data, records
 from vitcf.cli import main
+from vitcf.data import FASHION_MNIST_CLASSES
 from vitcf.paper import PAPER_ROWS
 from vitcf.params import count_trainable
-from vitcf.study import build_model, execute, plan_run, run
+from vitcf.presets import PRESETS, get_preset
+from vitcf.study import build_model, execute, make_probe, plan_run, run
 
 RECORD_KEYS = {"schema", "run", "preset", "method", "family", "label", "hparams", "seed", "trainable_params",
                "config", "metrics", "timings", "environment", "checkpoint", "history"}
@@ -39,13 +43,28 @@ def test_every_paper_row_runs_and_records(smoke_dir, row):
     assert record["timings"]["images_per_second"] > 0
 
 
-def test_reversible_methods_forget_nothing_at_step_zero_and_the_probe_matches_the_baseline(tmp_path):
+def test_reversible_methods_forget_nothing_at_step_zero_on_the_curve_probe(tmp_path):
+    """Block expansion starts as the identity, so its step-0 probe is the pre-trained backbone's on the
+    same (smaller) curve probe: exactly what a linear probe, whose backbone never moves, measures at
+    every step."""
     record = run("smoke", "block_expansion", {"p": 2}, seed=1, results_dir=tmp_path, progress=False,
                  forgetting_steps=(0, 2, 6))
-    over = record["metrics"]["knn_over_steps"]
+    frozen = run("smoke", "linear", {}, seed=1, results_dir=tmp_path, progress=False, forgetting_steps=(0, 3, 6))
+    over, still = record["metrics"]["knn_over_steps"], frozen["metrics"]["knn_over_steps"]
     assert [o["step"] for o in over] == [0, 2, 6]
-    assert over[0]["knn"] == record["metrics"]["knn_baseline"]  # identity at init, same bank and queries
-    assert records.read_json(tmp_path / "baseline.json")["bank_size"] == 400
+    assert over[0]["knn"] == still[0]["knn"] == still[1]["knn"] == still[2]["knn"]
+    assert record["config"]["curve_probe"] == {"bank": 200, "queries": 50}  # the smoke preset's
+    base = records.read_json(tmp_path / "baseline.json")
+    assert base["bank_size"] == 400 and base["classes"] == list(FASHION_MNIST_CLASSES)
+
+
+def test_the_curve_probe_is_a_prefix_of_the_final_probe():
+    probe = make_probe(get_preset("smoke"))
+    small = probe.smaller(200, 50)
+    assert torch.equal(small.bank.images, probe.bank.images[:200]) and torch.equal(small.queries.labels,
+                                                                                  probe.queries.labels[:50])
+    assert len(set(small.bank.labels.tolist())) == 10  # a random subset, not the first classes of the split
+    assert probe.smaller(10_000, 10_000).bank is probe.bank  # asking for more than there is keeps it whole
 
 
 def test_same_seed_same_metrics_other_seed_other_run(tmp_path):
@@ -98,3 +117,33 @@ def test_records_frame_has_one_row_per_run(tmp_path):
     assert row["drop"] == pytest.approx(row["pretrain_knn_baseline"] - row["pretrain_knn"])
     with pytest.raises(ValueError, match="no k-NN result for k=200"):
         records.records_frame(records.read_records(tmp_path), k=200)
+
+
+def test_paper_lite_is_the_paper_protocol_with_an_imagenette_probe():
+    lite, paper = get_preset("paper-lite"), get_preset("paper")
+    assert lite.pretrain_domain == "imagenette" and lite.knn_bank is None and lite.knn_queries is None
+    differs = {f.name for f in dataclasses.fields(lite) if getattr(lite, f.name) != getattr(paper, f.name)}
+    assert differs == {"name", "description", "pretrain_domain", "forgetting_steps"}  # same backbone, schedule, grid
+    for domain in ("cifar10", "dtd", "food101", "flowers102"):
+        other = get_preset(f"paper-{domain}")
+        assert other.new_domain == domain and other.pretrain_domain == "imagenet" and other.grid == paper.grid
+
+
+def test_paper_lite_wiring_runs_offline_on_stand_ins(tmp_path, monkeypatch, fake_imagenette):
+    """paper-lite's own path, Imagenette loaded through torchvision as the k-NN bank (train) and
+    queries (val), with only the ViT-B/16 and CIFAR-100 swapped for the micro ViT and digits."""
+    from conftest import IMAGENETTE_WNIDS
+
+    monkeypatch.setattr(data, "DATA_ROOT", fake_imagenette)
+    stand_in = dataclasses.replace(get_preset("paper-lite"), name="lite-stand-in", backbone="micro", pretrained=False,
+                                   new_domain="digits", img_size=16, steps=4, batch_size=8, eval_every=2,
+                                   forgetting_steps=(0, 4), knn_ks=(5,), eval_batch_size=32)
+    monkeypatch.setitem(PRESETS, "lite-stand-in", stand_in)
+    record = run("lite-stand-in", "lora", {"r": 4}, results_dir=tmp_path / "runs", progress=False)
+    base = records.read_json(tmp_path / "runs" / "baseline.json")
+    assert (base["bank_size"], base["query_size"], base["num_classes"]) == (15, 6, 3)
+    assert base["classes"] == list(IMAGENETTE_WNIDS.values())
+    assert record["config"]["preset"]["pretrain_domain"] == "imagenette"
+    assert [o["step"] for o in record["metrics"]["knn_over_steps"]] == [0, 4]
+    knn = {str(k): v for k, v in record["metrics"]["knn"].items()}
+    assert set(knn) == {"5"} and 0 <= knn["5"] <= 100

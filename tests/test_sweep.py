@@ -13,8 +13,9 @@ import pytest
 import vitcf.sweep
 from vitcf import records
 from vitcf.cli import main
-from vitcf.presets import get_preset
-from vitcf.sweep import NOTEBOOK, plan_sweep, select_points, sweep
+from vitcf.methods import make_method
+from vitcf.presets import DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, DESIGN_LORA_TARGETS, get_preset
+from vitcf.sweep import NOTEBOOK, grid_key, grid_keys, plan_sweep, select_points, sweep
 
 ONLY = ["linear", "LoRA r=4"]
 NAMES = ["linear_seed0", "lora_r4_seed0"]
@@ -70,7 +71,7 @@ def test_a_failed_run_is_isolated_then_resumed_then_skipped(tmp_path, failing_no
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"preset": "tiny"}, "unknown preset 'tiny'; allowed: paper, mini, smoke"),
-    ({"only": ["lora", "LoRA r=5"]}, r"\['LoRA r=5'\] match no grid point .*allowed: method names full, top_k"),
+    ({"only": ["lora", "LoRA r=5"]}, r"\['LoRA r=5'\] match no point of the core grid .*allowed: method names full, top_k"),
     ({"only": []}, "names no grid point .*labels Full, Top-3"),
     ({"seeds": (0, -1)}, "seed must be an integer >= 0, got -1"),
     ({"seeds": ()}, "at least one seed"),
@@ -112,8 +113,8 @@ def test_plan_selects_by_method_or_label_seed_by_seed(tmp_path):
     assert run.error == tmp_path / "lora_r4_seed0.error.json"
     parameters = run.parameters()
     assert parameters == {"preset": "smoke", "method": "lora", "hparams": '{"r": 4}', "seed": 0,
-                          "results_dir": str(tmp_path.resolve()), "forgetting_steps": "[0, 3, 6]", "device": "cpu",
-                          "force": False}
+                          "results_dir": str(tmp_path.resolve()), "forgetting_steps": "[0, 3, 6]", "lr": "",
+                          "device": "cpu", "force": False}
     assert all(isinstance(v, (str, int, bool)) for v in parameters.values())  # papermill wants plain values
     assert not any(tmp_path.iterdir())
 
@@ -128,7 +129,59 @@ def test_the_notebook_is_saved_clean_with_the_documented_parameters():
     namespace = {}
     exec(code[0].source, namespace)
     assert {k: namespace[k] for k in ("preset", "method", "hparams", "seed", "results_dir", "forgetting_steps",
-                                      "device", "force")} == {
+                                      "lr", "device", "force")} == {
         "preset": "smoke", "method": "linear", "hparams": "{}", "seed": 0, "results_dir": "",
-        "forgetting_steps": "", "device": "", "force": False}
+        "forgetting_steps": "", "lr": "", "device": "", "force": False}
     assert json.loads(namespace["hparams"]) == {}  # an empty forgetting_steps means the preset's
+
+
+# --- the design-space grid ------------------------------------------------------------------------
+
+def test_the_design_grid_turns_each_knob_through_its_range():
+    design = get_preset("mini").design
+    configs = [make_method(p.method, **p.hparams) for p in design]
+    assert len({c.label for c in configs}) == len(configs)  # every point has its own name
+    lora = [(c.target, c.r) for c in configs if c.name == "lora"]
+    assert sorted(lora) == sorted({(t, r) for t in DESIGN_LORA_TARGETS for r in DESIGN_LORA_RANKS} | {("qv", 8)})
+    assert [c.k for c in configs if c.name == "top_k"] == list(range(1, 13))
+    assert sorted((c.placement, c.p) for c in configs if c.name == "block_expansion") == sorted(
+        (placement, p) for placement in ("spread", "top") for p in DESIGN_BLOCK_COPIES)
+    assert [c.block for c in configs if c.name == "surgical"] == [0, 6, 11]
+    rates = {(p.method, p.lr) for p in design}
+    assert rates == {("lora", 0.005), ("top_k", 0.005), ("block_expansion", 0.05), ("surgical", 0.005)}
+
+
+def test_a_design_sweep_holds_the_rate_fixed_and_shares_the_core_runs(tmp_path):
+    runs = plan_sweep("smoke", grid="design", results_dir=tmp_path, device="cpu")
+    assert len(runs) == len(get_preset("smoke").design) and not any(tmp_path.iterdir())
+    core = {r.name for r in plan_sweep("smoke", results_dir=tmp_path, device="cpu")}
+    shared = {r.name for r in runs} & core  # one run, one record, whichever sweep makes it
+    assert shared == {"lora_r8_seed0", "top_k_k3_seed0", *(f"block_expansion_p{p}_seed0" for p in range(1, 5))}
+    by_label = {r.label: r for r in runs}
+    r4 = by_label["LoRA r=4"]  # the paper trains r=4 at 0.05; the design space at r=8's 0.005
+    assert r4.plan.train.lr == 0.005 and r4.parameters()["lr"] == 0.005 and r4.name.startswith("lora_r4_seed0_")
+    assert by_label["LoRA r=8"].parameters()["lr"] == "" and by_label["Top-7"].plan.train.lr == 0.005
+    assert by_label["Block exp. p=2 (top)"].plan.train.lr == 0.05
+    assert all(r.plan.forgetting_steps == () for r in runs)  # compared at the end of training
+    asked = plan_sweep("smoke", grid="design", only="surgical", forgetting_steps=(0, 3), results_dir=tmp_path)
+    assert [r.plan.forgetting_steps for r in asked] == [(0, 3)] * 3
+    assert grid_keys("smoke", "design") == {grid_key(r.name) for r in runs}
+    assert grid_key("lora_r4_seed12_0a04019617") == "lora_r4_0a04019617" and grid_key("full_seed3") == "full"
+
+
+def test_a_bad_grid_is_named_with_the_allowed_ones(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown grid 'bogus'; allowed: core, design"):
+        plan_sweep("smoke", grid="bogus", results_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"\['full'\] match no point of the design grid of preset 'smoke'"):
+        plan_sweep("smoke", grid="design", only="full", results_dir=tmp_path)
+    assert main(["sweep", "--preset", "smoke", "--grid", "bogus", "--results-dir", str(tmp_path / "r")]) == 2
+    assert "unknown grid 'bogus'; allowed: core, design" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_design_point_runs_through_the_notebook_at_its_own_rate(tmp_path):
+    summary = sweep("smoke", grid="design", only=["LoRA r=4"], results_dir=tmp_path, progress=False)
+    (name,) = summary.completed
+    record = records.read_json(tmp_path / f"{name}.json")
+    assert record["config"]["train"]["lr"] == 0.005 and record["hparams"]["r"] == 4
+    assert record["metrics"]["knn_over_steps"] == [] and executed_cleanly(tmp_path / f"{name}.ipynb", "lora")

@@ -13,12 +13,15 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from .checkpoints import load_into
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 HUB_FILENAME = "model.safetensors"
@@ -114,6 +117,8 @@ def create_backbone(
     spec = get_spec(name)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
         raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
+    from timm.models.vision_transformer import VisionTransformer  # here: timm's import costs seconds
+
     model = VisionTransformer(**spec.arch, num_classes=num_classes)
     if checkpoint is None and pretrained:
         checkpoint = pretrained_weights_path(name)
@@ -172,7 +177,8 @@ def _hub_weights(name: str, repo_id: str) -> Path:
         try:
             return Path(huggingface_hub.hf_hub_download(repo_id, HUB_FILENAME))
         except Exception as err:  # network, HTTP and disk errors from the hub client
-            reason = f"the download failed: {type(err).__name__}: {err}"
+            reason = (f"the download into {constants.HF_HUB_CACHE} failed (the hub keeps a partial file there and "
+                      f"a re-run resumes it): {type(err).__name__}: {err}")
     raise WeightsUnavailableError(
         f"cannot obtain pre-trained weights for {name!r} from the Hugging Face hub ({repo_id}): {reason}. {how}"
     )

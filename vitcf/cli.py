@@ -19,13 +19,16 @@ def _params(args: argparse.Namespace) -> int:
     return 0 if all(row["explained"] for row in rows) else 1
 
 
+PRESET_HELP = ("smoke, mini, paper, paper-lite (no ImageNet needed) or paper-DOMAIN with DOMAIN one of cifar10, dtd, "
+               "food101, flowers102 (see vitcf.presets)")
+
 # Every method hyperparameter, as a command-line option: the method's config validates the values.
 HPARAM_OPTIONS = {"k": int, "r": int, "p": int, "alpha": float, "dropout": float, "target": str, "placement": str,
                   "block": int}
 
 
 STEPS_HELP = ("also probe the pre-training domain after these training steps (default: the preset's, e.g. mini "
-              "1 10 100; give the option with no steps for none)")
+              "0 1 2 5 10 20 50 100 200 300; give the option with no steps for none)")
 
 
 def _steps(steps: list[int] | None) -> tuple[int, ...] | None:
@@ -96,7 +99,7 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     summary = sweep(
         args.preset, seeds=tuple(args.seeds), only=args.only, results_dir=args.results_dir, device=args.device,
-        forgetting_steps=_steps(args.forgetting_steps), progress=not args.quiet, executor=executor,
+        forgetting_steps=_steps(args.forgetting_steps), progress=not args.quiet, executor=executor, grid=args.grid,
         on_run=lambda outcome: tqdm.write(str(outcome)),  # a line per run, above the progress bar
     )
     print(summary)
@@ -135,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pre-training domain, and write one record (default folder: results/<preset>/). All "
         "arguments are checked before any compute; a run whose record exists is skipped.",
     )
-    run.add_argument("--preset", required=True, help="smoke, mini or paper")
-    run.add_argument("--method", required=True, help="full, top_k, linear, lora or block_expansion")
+    run.add_argument("--preset", required=True, help=PRESET_HELP)
+    run.add_argument("--method", required=True, help="full, top_k, linear, lora, block_expansion or surgical")
     for name, kind in HPARAM_OPTIONS.items():
         run.add_argument(f"--{name}", type=kind, default=None, help=f"method hyperparameter {name}")
     run.add_argument("--seed", type=int, default=0)
@@ -165,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor local runs each run as a subprocess (several at once, spread over --gpus); "
         "--executor slurm submits one SLURM job per run through submitit; their logs go to <folder>/logs/.",
     )
-    swp.add_argument("--preset", required=True, help="smoke, mini or paper")
+    swp.add_argument("--preset", required=True, help=PRESET_HELP)
+    swp.add_argument("--grid", default="core",
+                     help="core (default: the paper's rows) or design (the design space around them: LoRA ranks and "
+                     "targets, every top-k, block placement, surgical fine-tuning); both write to the preset's folder")
     swp.add_argument("--only", nargs="+", default=None, metavar="NAME",
                      help="only these grid points, by method name or label (e.g. lora 'Block exp. p=2')")
     swp.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -202,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "interpolated back to the pre-trained weights. Each writes one record under "
         "results/<preset>/analyses/; existing records are skipped. Everything is checked first.",
     )
-    ana.add_argument("--preset", required=True, help="smoke, mini or paper")
+    ana.add_argument("--preset", required=True, help=PRESET_HELP)
     ana.add_argument("--only", nargs="+", default=None, metavar="ANALYSIS", help="reversibility, interpolation")
     ana.add_argument("--seeds", type=int, nargs="+", default=[0])
     ana.add_argument("--results-dir", default=None, help="the preset's results folder (default: results/<preset>/)")

@@ -8,9 +8,12 @@ there, batch by batch, with no DataLoader in the loop. The same code runs on the
 ImageNet-1K (the pre-training domain, used for the forgetting measurement) is too large for that:
 `imagenet_batches` streams it from an ImageFolder tree with DINO's k-NN evaluation preprocessing.
 
-Nothing is cached to disk here; only torchvision's own downloads write files (under `DATA_ROOT`).
-A dataset that cannot be obtained raises `DatasetUnavailableError` at once, saying where it looked
-and how to supply it, instead of hanging on a network that is not there.
+The image-file datasets (Imagenette, DTD, Food-101, Flowers-102) have images of many sizes: they
+are decoded once into an `ImageSet` at DINO's evaluation size and that tensor is cached under
+`DATA_ROOT/vitcf-cache/` (delete it to decode again). Otherwise only torchvision's own downloads
+write files (under `DATA_ROOT`). A dataset that cannot be obtained raises `DatasetUnavailableError`
+at once, saying where it looked, where it would download from and how to supply it, instead of
+hanging on a network that is not there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +30,28 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import _unreachable
+from .checkpoints import atomic_path
 
 # Read once, at import: monkeypatch `vitcf.data.DATA_ROOT` (not the variable) to redirect later.
 DATA_ROOT = Path(os.environ.get("VITCF_DATA") or "~/.cache/vitcf/data").expanduser()
 
-DATASETS = ("fashion_mnist", "digits", "cifar10", "cifar100")
+# Image-file datasets torchvision downloads: their images differ in size, so they are stored in memory
+# as DINO's evaluation sees them (bicubic resize of the short side to 256, centre crop 224), and a
+# decoded copy is cached under DATA_ROOT/vitcf-cache so later runs skip the JPEG decoding.
+# name -> (torchvision class, {our split: its splits, concatenated}, constructor options, where it downloads from)
+FOLDER_DATASETS = {
+    "imagenette": ("Imagenette", {"train": ("train",), "test": ("val",)}, {"size": "320px"},
+                   "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz"),
+    "dtd": ("DTD", {"train": ("train", "val"), "test": ("test",)}, {"partition": 1},
+            "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz"),
+    "food101": ("Food101", {"train": ("train",), "test": ("test",)}, {},
+                "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz"),
+    "flowers102": ("Flowers102", {"train": ("train", "val"), "test": ("test",)}, {},
+                   "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz"),
+}
+FOLDER_RESIZE = 256
+FOLDER_CROP = 224
+DATASETS = ("fashion_mnist", "digits", "cifar10", "cifar100", *FOLDER_DATASETS)
 SPLITS = ("train", "test")
 IMAGENET_SPLITS = ("train", "val")
 
@@ -161,6 +181,8 @@ def load_dataset(
         return _load_fashion_mnist(split, root, download)
     if name == "digits":
         return _load_digits(split)
+    if name in FOLDER_DATASETS:
+        return _load_folder_dataset(name, split, root, download)
     return _load_cifar(name, split, root, download)
 
 
@@ -248,7 +270,9 @@ def _torchvision_fashion_mnist(split: str, target: Path, download: bool, searche
         f"To supply them: install Debian's dataset-fashion-mnist package (files in {DEBIAN_FASHION_MNIST}), "
         f"or set {FASHION_MNIST_ENV} to a folder holding the four IDX files, or pass root=FOLDER"
     )
-    dataset = _torchvision_dataset(FashionMNIST, "fashion_mnist", target, split, download, how, FashionMNIST.mirrors[0])
+    train = split == "train"
+    dataset = _torchvision_dataset(lambda get: FashionMNIST(str(target), train=train, download=get), "fashion_mnist",
+                                   target, split, download, how, FashionMNIST.mirrors[0])
     return dataset.data, dataset.targets
 
 
@@ -262,20 +286,23 @@ def _load_cifar(name: str, split: str, root: str | os.PathLike | None, download:
         f"(torchvision downloads it into {target}; pass root=FOLDER or set VITCF_DATA to choose another), "
         f"or fetch {cls.filename} elsewhere and unpack it in {target}"
     )
-    dataset = _torchvision_dataset(cls, name, target, split, download, how, cls.url)
+    dataset = _torchvision_dataset(lambda get: cls(str(target), train=split == "train", download=get), name, target,
+                                   split, download, how, cls.url)
     images = torch.from_numpy(np.asarray(dataset.data, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
     return ImageSet(name, images, torch.as_tensor(dataset.targets, dtype=torch.int64), tuple(dataset.classes))
 
 
-def _torchvision_dataset(cls, name: str, target: Path, split: str, download: bool, how: str, url: str):
-    """Instantiate torchvision dataset `cls` from `target`, downloading only if its host answers.
+def _torchvision_dataset(make: Callable[[bool], object], name: str, target: Path, split: str, download: bool,
+                         how: str, url: str):
+    """`make(download)`, a torchvision dataset under `target`, downloading only if its host answers.
 
     torchvision's downloader opens URLs with no timeout, so offline it can hang or fail deep inside;
-    the files already on disk are tried first, then the host is probed with a short timeout.
+    the files already on disk are tried first, then the host is probed with a short timeout. A
+    download shows torchvision's progress bar; an archive already downloaded whole (its checksum
+    holds) is reused, a partial one is fetched again.
     """
-    train = split == "train"
     try:
-        return cls(str(target), train=train, download=False)
+        return make(False)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
         pass
     if not download:
@@ -283,12 +310,71 @@ def _torchvision_dataset(cls, name: str, target: Path, split: str, download: boo
     reason = _unreachable(url)
     if reason is None:
         try:
-            return cls(str(target), train=train, download=True)
+            return make(True)
         except Exception as err:  # URL, HTTP, checksum and archive errors share no base class
-            reason = f"the download into {target} failed: {type(err).__name__}: {err}"
+            reason = f"the download into {target} (from {url}) failed: {type(err).__name__}: {err}"
     else:
-        reason = f"cannot download it into {target}: {reason}"
+        reason = f"cannot download it into {target} (from {url}): {reason}"
     raise DatasetUnavailableError(f"dataset {name!r} ({split}) is unavailable; {reason}; {how}")
+
+
+def _load_folder_dataset(name: str, split: str, root: str | os.PathLike | None, download: bool) -> ImageSet:
+    """An image-file dataset (`FOLDER_DATASETS`) at FOLDER_CROP px: from the cache, else decoded from
+    torchvision's copy under `root` (downloaded there if allowed) and cached."""
+    import torchvision.datasets
+
+    class_name, splits, options, url = FOLDER_DATASETS[name]
+    target = Path(root) if root is not None else DATA_ROOT
+    cache = target / "vitcf-cache" / f"{name}-{split}-{FOLDER_CROP}px.pt"
+    if cache.is_file():
+        saved = torch.load(cache, weights_only=True)
+        return ImageSet(name, saved["images"], saved["labels"], tuple(saved["classes"]))
+    cls = getattr(torchvision.datasets, class_name)
+    how = (f"looked for torchvision's {class_name} files under {target}. To supply them: load it once where {url} "
+           f"can be reached (torchvision downloads it into {target}; pass root=FOLDER or set VITCF_DATA to choose "
+           f"another), or unpack that archive in {target}")
+    parts = [_torchvision_dataset(lambda get, part=part: cls(str(target), split=part, download=get, **options),
+                                  name, target, part, download, how, url) for part in splits[split]]
+    images, labels = zip(*(_decode_all(part, f"{name} {split}") for part in parts))
+    classes = tuple(c if isinstance(c, str) else c[0] for c in getattr(parts[0], "classes", ()))  # Imagenette: tuples
+    images, labels = torch.cat(images), torch.cat(labels)
+    if not classes:
+        classes = tuple(str(i) for i in range(int(labels.max()) + 1))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        torch.save({"images": images, "labels": labels, "classes": list(classes)}, tmp)
+    return ImageSet(name, images, labels, classes)
+
+
+def folder_transform():
+    """PIL image -> uint8 (3, FOLDER_CROP, FOLDER_CROP): DINO's evaluation resize and centre crop."""
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Lambda(_rgb),
+        transforms.Resize(FOLDER_RESIZE, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(FOLDER_CROP),
+        transforms.PILToTensor(),
+    ])
+
+
+def _rgb(image):  # a module-level function: worker processes may have to pickle the transform
+    return image.convert("RGB")
+
+
+def _decode_all(dataset, desc: str, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of a torchvision dataset through `folder_transform`, decoded in worker processes."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    dataset.transform = folder_transform()
+    workers = min(8, os.cpu_count() or 1)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers if len(dataset) > batch_size else 0)
+    images, labels = [], []
+    for batch, target in tqdm(loader, desc=f"decoding {desc}", unit="batch"):
+        images.append(batch)
+        labels.append(torch.as_tensor(target, dtype=torch.int64))
+    return torch.cat(images).contiguous(), torch.cat(labels)
 
 
 # IDX type codes (the third byte of the magic number) and the big-endian dtypes they stand for.

@@ -221,3 +221,90 @@ def seed_noise_note(frame: pd.DataFrame) -> str:
     return (f"Over the {int((seeds >= 2).sum())} configurations with at least two seeds (seeds per configuration: "
             f"{int(seeds.min())} to {int(seeds.max())}), the differences larger than seed noise (Welch's t-test, "
             f"p < {NOISE_LEVEL}) are: {'; '.join(parts)}.")
+
+
+# --- forgetting over steps and the design space ---------------------------------------------------
+
+EARLY_STEP = 10  # the abstract's claim: full fine-tuning loses most of the pre-training domain within 10 steps
+
+
+def early_forgetting(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STEP) -> pd.DataFrame:
+    """Per configuration (mean over seeds): the k-NN accuracy at step 0, at the last probe at or
+    before step `by`, and at the last probe; and the share of the whole drop already lost by `by`.
+
+    `curves` is `vitcf.plots.forgetting_curve_frame`'s. Only runs probed at step 0 (or filled in
+    from their baseline) and at some step in 1..`by` count.
+    """
+    columns = ["label", "family", "seeds", "at 0", f"by step {by}", "step", "final", "last step", "share lost by"]
+    at_k = curves[curves["k"] == k]
+    rows = []
+    for label, runs in at_k.groupby("label", sort=False):
+        per_seed = []
+        for _, run in runs.groupby("run"):
+            run = run.sort_values("step")
+            early = run[(run["step"] >= 1) & (run["step"] <= by)]
+            if 0 not in set(run["step"]) or early.empty:
+                continue
+            start = float(run.loc[run["step"] == 0, "knn"].iloc[0])
+            per_seed.append((start, float(early["knn"].iloc[-1]), int(early["step"].iloc[-1]),
+                             float(run["knn"].iloc[-1]), int(run["step"].iloc[-1])))
+        if not per_seed:
+            continue
+        start, early_knn, step, final, last = (pd.Series(values).mean() for values in zip(*per_seed))
+        drop = start - final
+        rows.append({"label": label, "family": runs["family"].iloc[0], "seeds": len(per_seed), "at 0": start,
+                     f"by step {by}": early_knn, "step": int(step), "final": final, "last step": int(last),
+                     "share lost by": (start - early_knn) / drop if drop > 0 else float("nan")})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def early_forgetting_note(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STEP) -> str:
+    """The abstract's claim about full fine-tuning, checked against the records (Markdown)."""
+    table = early_forgetting(curves, k, by)
+    full = table[table["label"] == "Full"]
+    if full.empty:
+        return (f"*None of these records is a full fine-tuning run probed at step 0 and within the first {by} "
+                f"steps, so the claim cannot be checked on them; the preset's forgetting steps must include both.*")
+    row = full.iloc[0]
+    drop = row["at 0"] - row["final"]
+    text = (f"Full fine-tuning ({row['seeds']} seed(s)): the pre-training-domain k-NN accuracy (k={k}) goes from "
+            f"{row['at 0']:.2f}% before training to {row[f'by step {by}']:.2f}% after step {row['step']} and "
+            f"{row['final']:.2f}% after step {row['last step']}. ")
+    if drop <= 0:
+        return text + "It does not fall over the run, so there is no forgetting to apportion."
+    share = row["share lost by"]
+    verdict = "most" if share > 0.5 else "less than half"
+    return text + (f"By step {row['step']} it has lost {share:.0%} of its whole drop of {drop:.2f} points: "
+                   f"{verdict} of the forgetting happens within the first {by} steps on these records.")
+
+
+def design_note(frame: pd.DataFrame) -> str:
+    """Along each recorded axis of the design space: the range of both accuracies and how the
+    pre-training-domain accuracy moves with the axis (Spearman rank correlation), as Markdown bullets.
+
+    `frame` is `vitcf.plots.design_frame`'s (means over seeds).
+    """
+    from scipy.stats import spearmanr
+
+    if frame.empty:
+        return "*No design-space record yet: `vitcf sweep --preset <preset> --grid design` makes them.*"
+    lines = []
+    for (axis, series), rows in frame.groupby(["axis", "series"], sort=False):
+        rows = rows.sort_values("value")
+        if len(rows) < 2:
+            continue
+        best = rows.loc[rows["pretrain_knn"].idxmax()]
+        worst = rows.loc[rows["pretrain_knn"].idxmin()]
+        learnt = rows.loc[rows["new_domain_accuracy"].idxmax()]
+        name = axis.split(":")[0] + ("" if series == "-" else f" ({series})")
+        trend = ""
+        if len(rows) >= 3 and rows["pretrain_knn"].nunique() > 1:
+            rho = spearmanr(rows["value"], rows["pretrain_knn"]).statistic
+            direction = "rises" if rho > 0 else "falls"
+            trend = (f"; the pre-training-domain accuracy {direction} as the {axis.split(': ')[-1]} increases "
+                     f"(Spearman rho {rho:+.2f} over {len(rows)} values)")
+        lines.append(f"- **{name}**: kept most of the pre-training domain at {best['value']} "
+                     f"({best['pretrain_knn']:.2f}%) and least at {worst['value']} ({worst['pretrain_knn']:.2f}%); "
+                     f"learnt most at {learnt['value']} ({learnt['new_domain_accuracy']:.2f}% on the new "
+                     f"domain){trend}.")
+    return "\n".join(lines) if lines else "*Every recorded axis has a single value so far.*"

@@ -39,6 +39,7 @@ WEIGHT_PARAM = "w"
 SCORE_EXPR = f"{WEIGHT_PARAM} * datum.pretrain_knn + (1 - {WEIGHT_PARAM}) * datum.new_domain_accuracy"
 FAMILY_PARAM = "family_pick"
 K_PARAM = "k_pick"
+STEP_PARAM = "step_pick"
 
 BUNDLE_NAME = "vitcf-vega.js"
 CHART_CLASS = "vitcf-vega"  # marks an embedded chart in a page, so the bundle is loaded only there
@@ -273,11 +274,14 @@ def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
     run's baseline there: before the first update every method computes exactly the pre-trained
     backbone's features (LoRA's B and block expansion's output projections start at zero; the tests
     hold this bit for bit), so the baseline is that step's measurement. `probed` tells them apart.
+    That holds only where the curve was probed with the final probe; a run whose curve used a
+    smaller probe (config.curve_probe) is drawn from its own probes alone.
     """
     rows = []
     for record in records:
         over = record["metrics"].get("knn_over_steps") or []
-        if over and all(entry["step"] != 0 for entry in over):
+        same_probe = record.get("config", {}).get("curve_probe") is None
+        if over and same_probe and all(entry["step"] != 0 for entry in over):
             over = [{"step": 0, "knn": record["metrics"]["knn_baseline"], "probed": False}, *over]
         for entry in over:
             for k, accuracy in entry["knn"].items():  # k is a string once the record went through JSON
@@ -288,11 +292,13 @@ def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
-    """Pre-training-domain k-NN accuracy against training step, one line per run, k in a dropdown.
+    """Pre-training-domain k-NN accuracy against training step, and every method's accuracy at one step.
 
-    Raises ValueError when no record was probed during training (run with `forgetting_steps`, CLI
-    `--forgetting-steps`). `k` is the dropdown's starting value (default 20 where measured, the
-    largest k otherwise).
+    Top: one line per run, k in a dropdown. Bottom: the mean over seeds at the probe the slider
+    picks (the slider moves from probe to probe: the probed steps are spaced roughly
+    logarithmically), the picked step marked on the curves. Raises ValueError when no record was
+    probed during training (run with `forgetting_steps`, CLI `--forgetting-steps`). `k` is the
+    dropdown's starting value (default 20 where measured, the largest k otherwise).
     """
     curves = forgetting_curve_frame(records)
     if curves.empty:
@@ -304,14 +310,34 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
     start = k if k is not None else (20 if 20 in ks else ks[-1])
     if start not in ks:
         raise ValueError(f"k={k!r} was not measured over steps; measured: {ks}")
+    steps = sorted(curves["step"].unique().tolist())
+    curves = curves.assign(probe=curves["step"].map({step: i for i, step in enumerate(steps)}))
     pick = alt.param(name=K_PARAM, value=start, bind=alt.binding_select(options=ks, name="k-NN neighbours k "))
-    return alt.Chart(curves).transform_filter(f"datum.k == {K_PARAM}").mark_line(point=True).encode(
-        x=alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog")),  # steps 0, 1, 10, 100 spread evenly
+    at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_range(
+        min=0, max=len(steps) - 1, step=1, name=f"Probe (training steps {', '.join(map(str, steps))}) "))
+    base = alt.Chart(curves).transform_filter(f"datum.k == {K_PARAM}")
+    x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"))  # 0, 1, 10, 100 spread evenly
+    lines = base.mark_line(point=True).encode(
+        x=x,
         y=alt.Y("knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False)),
         color=alt.Color("label:N", title="Method"),
         detail="run:N",
         tooltip=["label:N", "seed:Q", "step:Q", alt.Tooltip("knn:Q", title="k-NN accuracy", format=".2f")],
-    ).add_params(pick).properties(width=440, height=300, title="Forgetting during fine-tuning", background=BACKGROUND)
+    )
+    picked = base.transform_filter(f"datum.probe == {STEP_PARAM}")
+    rule = picked.mark_rule(color="gray", strokeDash=[4, 3]).encode(x=x)
+    bars = picked.transform_aggregate(knn="mean(knn)", step="max(step)", groupby=["label", "family"]).mark_bar().encode(
+        x=alt.X("knn:Q", title="k-NN accuracy at the picked step (%), mean over seeds"),
+        y=alt.Y("label:N", title=None, sort="-x"),
+        color=_colour(),
+        tooltip=["label:N", "step:Q", alt.Tooltip("knn:Q", title="k-NN accuracy", format=".2f")],
+    ).properties(name="forgetting_at_step")
+    caption = picked.transform_aggregate(step="max(step)").transform_calculate(
+        text="'after training step ' + datum.step").mark_text(align="right", baseline="top", fontSize=12).encode(
+        text="text:N", x=alt.value(440), y=alt.value(-18))
+    top = alt.layer(lines, rule).properties(width=440, height=300, title="Forgetting during fine-tuning")
+    return alt.vconcat(top, alt.layer(bars, caption).properties(width=440)).add_params(pick, at).properties(
+        background=BACKGROUND)
 
 
 # --- static figure for print (seaborn) ----------------------------------------------------------
@@ -639,3 +665,93 @@ def drift_chart(records: list[dict]):
     ).add_params(family).properties(width=440, height=300, background=BACKGROUND,
                                     title=alt.Title("Where fine-tuning changed the representation",
                                                     subtitle="1: unchanged up to rotation and scale"))
+
+
+# --- the design space around the paper's rows ------------------------------------------------------
+
+DESIGN_PARAM = "design_axis"
+DESIGN_AXES = {  # method -> (axis title, the hyperparameter along it, the one telling series apart)
+    "lora": ("LoRA: rank r", "r", "target"),
+    "top_k": ("Top-k: blocks trained k", "k", None),
+    "block_expansion": ("Block expansion: copies p", "p", "placement"),
+    "surgical": ("Surgical: block trained", "block", None),
+}
+SERIES_NAMES = {"qv": "q, v (paper)", "qkv": "fused qkv", "all": "every linear layer",
+                "spread": "spread (paper)", "top": "stacked on top"}
+
+
+def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
+    """One row per design-space configuration (mean and sd over seeds) on its axis of the design space.
+
+    Records of methods with no design axis (full, linear) are left out; so is nothing else. A
+    series mixing learning rates would compare two things at once, so it is an error.
+    """
+    from .methods import make_method
+
+    rows = []
+    for record in runs:
+        if record["method"] not in DESIGN_AXES:
+            continue
+        axis, along, split = DESIGN_AXES[record["method"]]
+        config = make_method(record["method"], **record["hparams"])
+        knn = {int(key): value for key, value in record["metrics"]["knn"].items()}
+        series = getattr(config, split) if split else "-"
+        rows.append({"axis": axis, "value": getattr(config, along), "series": SERIES_NAMES.get(series, series),
+                     "label": config.label, "family": record["family"], "seed": record["seed"],
+                     "lr": record["config"]["train"]["lr"], "trainable_params": record["trainable_params"],
+                     "new_domain_accuracy": record["metrics"]["new_domain_accuracy"], "pretrain_knn": knn[k]})
+    columns = ["axis", "value", "series", "label", "family", "lr", "trainable_params", "seeds",
+               "new_domain_accuracy", "new_domain_sd", "pretrain_knn", "pretrain_knn_sd"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows)
+    lrs = frame.groupby(["axis", "series"])["lr"].nunique()
+    if (lrs > 1).any():
+        mixed = [f"{axis} / {series}" for axis, series in lrs[lrs > 1].index]
+        raise ValueError(f"design-space series {mixed} mix learning rates; compare one rate per series")
+    grouped = frame.groupby(["axis", "value", "series", "label", "family", "lr", "trainable_params"], as_index=False)
+    summary = grouped.agg(seeds=("seed", "nunique"), new_domain_accuracy=("new_domain_accuracy", "mean"),
+                          new_domain_sd=("new_domain_accuracy", "std"), pretrain_knn=("pretrain_knn", "mean"),
+                          pretrain_knn_sd=("pretrain_knn", "std"))
+    order = {title: i for i, (title, _, _) in enumerate(DESIGN_AXES.values())}
+    return summary.sort_values(["axis", "series", "value"], key=lambda c: c.map(order) if c.name == "axis" else c,
+                               ignore_index=True)[columns]
+
+
+def design_chart(frame: pd.DataFrame, *, baseline: float | None = None, axis: str | None = None):
+    """Both domains' accuracy along one axis of the design space, the axis picked in a dropdown.
+
+    `frame` is `design_frame`'s; `baseline` (the un-fine-tuned k-NN accuracy) is drawn as a rule
+    on the pre-training panel. Points are means over seeds; hover for the spread.
+    """
+    if frame.empty:
+        raise ValueError("no design-space records to plot (vitcf sweep --grid design writes them)")
+    axes = [title for title, _, _ in DESIGN_AXES.values() if title in set(frame["axis"])]
+    start = axis if axis is not None else axes[0]
+    if start not in axes:
+        raise ValueError(f"axis {axis!r} has no records; recorded: {axes}")
+    pick = alt.param(name=DESIGN_PARAM, value=start, bind=alt.binding_select(options=axes, name="Design axis "))
+    base = alt.Chart(frame).transform_filter(f"datum.axis == {DESIGN_PARAM}")
+    x = alt.X("value:O", title="value along the picked axis", sort="ascending")
+    tooltip = ["label:N", "series:N", alt.Tooltip("lr:Q", title="learning rate"),
+               alt.Tooltip("trainable_params:Q", title="trainable parameters", format=","),
+               alt.Tooltip("seeds:Q", title="seeds"),
+               alt.Tooltip("new_domain_accuracy:Q", title="new domain (mean)", format=".2f"),
+               alt.Tooltip("new_domain_sd:Q", title="new domain (sd)", format=".2f"),
+               alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN (mean)", format=".2f"),
+               alt.Tooltip("pretrain_knn_sd:Q", title="pre-training k-NN (sd)", format=".2f")]
+    colour = alt.Color("series:N", title="Variant")
+
+    def panel(column: str, title: str) -> alt.Chart:
+        return base.mark_line(point=alt.OverlayMarkDef(size=50)).encode(
+            x=x, y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(zero=False)), color=colour, tooltip=tooltip,
+        ).properties(width=300, height=260)
+
+    knn = panel("pretrain_knn", Y_TITLE)
+    if baseline is not None:
+        rule = alt.Chart(pd.DataFrame({"baseline": [baseline]})).mark_rule(strokeDash=[4, 3], color="gray").encode(
+            y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="before fine-tuning", format=".2f")])
+        knn = alt.layer(knn, rule)
+    return alt.hconcat(panel("new_domain_accuracy", X_TITLE), knn).add_params(pick).properties(
+        background=BACKGROUND, title=alt.Title("The design space around the paper's rows",
+                                               subtitle="means over seeds; dashed: the backbone before fine-tuning"))

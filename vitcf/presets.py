@@ -7,9 +7,10 @@ configs use different rates for different rows (e.g. LoRA r=8 at 0.005 but r=4 a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, get_spec
 from .methods import make_method
 from .paper import PAPER_BATCH, PAPER_ROWS, PAPER_STEPS
 
@@ -47,18 +48,54 @@ class Preset:
     knn_queries: int | None = None  # None: the whole pre-training test split
     knn_ks: tuple[int, ...] = (10, 20, 100, 200)
     forgetting_steps: tuple[int, ...] = ()  # steps after which every run also probes the pre-training domain
+    # (bank, queries) sizes of the probe taken at `forgetting_steps`, subsets of the final probe's; None: the
+    # final probe itself. A smaller curve probe makes dense curves affordable on a CPU.
+    curve_probe: tuple[int, int] | None = None
+    design: tuple[GridPoint, ...] = ()  # the design space around `grid` (see `design_grid`)
     default_lr: float = 0.005
     default_warmup_fraction: float = 0.05
     eval_batch_size: int = 256
 
     def schedule_for(self, method: str, hparams: dict) -> tuple[float, int]:
-        """(learning rate, warm-up steps) of this configuration: the grid's, else the defaults."""
+        """(learning rate, warm-up steps) of this configuration: the grid's, else the design
+        space's, else the defaults."""
         config = make_method(method, **hparams)
-        lr, fraction = self.default_lr, self.default_warmup_fraction
-        for point in self.grid:
+        for point in (*self.grid, *self.design):
             if make_method(point.method, **point.hparams) == config:
-                lr, fraction = point.lr, point.warmup_fraction
-        return lr, max(1, round(fraction * self.steps))
+                return point.lr, max(1, round(point.warmup_fraction * self.steps))
+        return self.default_lr, max(1, round(self.default_warmup_fraction * self.steps))
+
+    def points(self, grid: str = "core") -> tuple[GridPoint, ...]:
+        """The grid points of `grid`: "core" (the paper's rows) or "design" (the design space)."""
+        if grid not in GRIDS:
+            raise ValueError(f"unknown grid {grid!r}; allowed: {', '.join(GRIDS)}")
+        return self.grid if grid == "core" else self.design
+
+
+GRIDS = ("core", "design")
+DESIGN_LORA_RANKS = (1, 4, 16, 64)  # and r=8 on q,v, the paper's row
+DESIGN_LORA_TARGETS = ("qv", "qkv", "all")
+DESIGN_BLOCK_COPIES = (1, 2, 3, 4)
+
+
+def design_grid(depth: int, *, lr: float = 0.005, expansion_lr: float = 0.05, warmup: float = 0.05) -> tuple[GridPoint, ...]:
+    """The design space around the paper's rows for a `depth`-block backbone, one learning rate per family.
+
+    LoRA: ranks `DESIGN_LORA_RANKS` on q,v (the paper's, where r=8 joins them), on the fused qkv
+    projection and on every linear layer, all at `lr` (the paper's LoRA r=8 rate; its r=4 and r=16
+    rows use 0.05, so their design-space twins are separate runs). Top-k for every k = 1..depth. Block expansion with its
+    copies spread (the paper's) or stacked on top, at `expansion_lr` (the paper's block rate).
+    Surgical fine-tuning of the first, middle and last block: the extra baseline against forgetting.
+    Every point at the paper's 5% warm-up.
+    """
+    points = [GridPoint("lora", {"r": r} if target == "qv" else {"r": r, "target": target}, lr, warmup)
+              for target in DESIGN_LORA_TARGETS for r in (DESIGN_LORA_RANKS if target != "qv" else (1, 4, 8, 16, 64))]
+    points += [GridPoint("top_k", {"k": k}, lr, warmup) for k in range(1, depth + 1)]
+    points += [GridPoint("block_expansion", {"p": p} if placement == "spread" else {"p": p, "placement": placement},
+                         expansion_lr, warmup)
+               for placement in ("spread", "top") for p in DESIGN_BLOCK_COPIES if depth % p == 0 or placement == "top"]
+    points += [GridPoint("surgical", {"block": b}, lr, warmup) for b in sorted({0, depth // 2, depth - 1})]
+    return tuple(points)
 
 
 PAPER_GRID = tuple(GridPoint(r.method, r.hparams, r.lr, r.warmup / PAPER_STEPS) for r in PAPER_ROWS)
@@ -81,6 +118,7 @@ PRESETS: dict[str, Preset] = {
         batch_size=PAPER_BATCH,
         eval_every=500,
         grid=PAPER_GRID,
+        design=design_grid(get_spec("vit_base_patch16_224.dino").depth),
     ),
     "mini": Preset(
         name="mini",
@@ -102,7 +140,9 @@ PRESETS: dict[str, Preset] = {
         knn_bank=10_000,
         knn_queries=2_000,
         crop_scale=(0.5, 1.0),
-        forgetting_steps=(1, 10, 100),  # each probe costs about 5 s on two CPU cores; step 0 is the baseline
+        forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 300),
+        curve_probe=(2_000, 500),  # a fifth of the final probe: about 1 s per probe on two CPU cores
+        design=design_grid(get_spec("mini").depth),
     ),
     "smoke": Preset(
         name="smoke",
@@ -124,9 +164,31 @@ PRESETS: dict[str, Preset] = {
         knn_queries=100,
         knn_ks=(10, 20),
         forgetting_steps=(0, 3, 6),
+        curve_probe=(200, 50),
         eval_batch_size=128,
+        design=design_grid(get_spec("micro").depth),
     ),
 }
+
+
+# The paper's figure covers four more new domains: each has the paper's protocol with that new domain.
+PAPER_DOMAINS = ("cifar10", "dtd", "food101", "flowers102")
+for _domain in PAPER_DOMAINS:
+    PRESETS[f"paper-{_domain}"] = dataclasses.replace(
+        PRESETS["paper"], name=f"paper-{_domain}", new_domain=_domain,
+        description=f"the paper's protocol with {_domain} as the new domain: DINO ViT-B/16, k-NN on ImageNet-1K (GPU)")
+
+# The real study for readers without ImageNet-1K: everything downloads by itself. Only the probe of
+# the pre-training domain shrinks, to Imagenette: 10 ImageNet classes, its train split as the k-NN
+# memory bank and its val split as queries, both whole.
+PRESETS["paper-lite"] = dataclasses.replace(
+    PRESETS["paper"],
+    name="paper-lite",
+    description="DINO ViT-B/16 fine-tuned on CIFAR-100 with the paper's schedule; forgetting probed by k-NN on "
+    "Imagenette (10 ImageNet classes) instead of ImageNet-1K: GPU, downloads only",
+    pretrain_domain="imagenette",
+    forgetting_steps=(0, 1, 10, 100, 1000),
+)
 
 
 def get_preset(name: str) -> Preset:

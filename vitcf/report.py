@@ -87,17 +87,24 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def load_study(preset: str) -> Study:
-    """The records of `preset` (or of VITCF_BOOK_PRESET's preset) under `results_root()`."""
+def load_study(preset: str, grid: str = "core") -> Study:
+    """The records of `preset`'s `grid` (or VITCF_BOOK_PRESET's preset's) under `results_root()`.
+
+    "core" holds the paper's rows, "design" the design space around them (`Preset.points`): both
+    live in the preset's one folder, and a page shows only the runs of the grid it asks for (a run
+    with a changed schedule, e.g. `vitcf run --steps 10`, belongs to neither).
+    """
+    from .sweep import grid_key, grid_keys
+
     get_preset(preset)  # an unknown name fails here, naming the allowed ones
     shown = os.environ.get(PRESET_ENV) or preset
-    get_preset(shown)
+    keys = grid_keys(shown, grid)
     folder = results_root() / shown
-    runs = records.read_records(folder) if folder.is_dir() else []
+    runs = [r for r in records.read_records(folder) if grid_key(r["run"]) in keys] if folder.is_dir() else []
     baseline = records.read_json(folder / "baseline.json") if (folder / "baseline.json").is_file() else None
     names = {r["run"] for r in runs}
-    failed = sorted(p.name[: -len(".error.json")] for p in folder.glob("*.error.json")
-                    if p.name[: -len(".error.json")] not in names) if folder.is_dir() else []
+    errors = (p.name[: -len(".error.json")] for p in folder.glob("*.error.json")) if folder.is_dir() else ()
+    failed = sorted(name for name in errors if name not in names and grid_key(name) in keys)
     return Study(shown, preset, folder, runs, baseline, failed)
 
 
@@ -263,3 +270,70 @@ def missing_analysis(study: Study, name: str) -> str:
     """What to run when an analysis has no records (Markdown)."""
     return (f"No `{name}` analysis of the `{study.preset}` preset is recorded in `{_shown(study.folder / 'analyses')}` "
             f"yet; `vitcf analyse --preset {study.preset} --only {name}` runs it.")
+
+
+# --- more new domains, and the paper-lite preset ---------------------------------------------------
+
+def paper_figure_frame() -> pd.DataFrame:
+    """The paper's figure for four more new domains (approximate values read off it), one row per point."""
+    from .paper import PAPER_FIGURE
+
+    return pd.DataFrame([{"new domain": domain, "method": method, "new-domain accuracy (%)": new,
+                          "IN-1K k-NN (%)": knn, "preset": f"paper-{domain}"}
+                         for domain, points in PAPER_FIGURE.items() for method, new, knn in points])
+
+
+def domains_table(domains: tuple[str, ...]) -> pd.DataFrame:
+    """Per `paper-<domain>` preset: its records' configurations and seeds (mean over seeds), or a row
+    saying that none is recorded and what to run."""
+    rows = []
+    for domain in domains:
+        study = load_study(f"paper-{domain}")
+        if study.empty or study.overridden:
+            rows.append({"preset": f"paper-{domain}", "configuration": "-", "seeds": 0,
+                         "new-domain accuracy (%)": None, f"pre-training k-NN k={HEADLINE_K} (%)": None,
+                         "note": f"no records yet: vitcf sweep --preset paper-{domain}" if not study.overridden
+                         else f"this build shows {study.preset} in place of it"})
+            continue
+        frame = study.frame()
+        for label, runs in frame.groupby("label", sort=False):
+            rows.append({"preset": f"paper-{domain}", "configuration": label, "seeds": runs["seed"].nunique(),
+                         "new-domain accuracy (%)": round(runs["new_domain_accuracy"].mean(), 2),
+                         f"pre-training k-NN k={HEADLINE_K} (%)": round(runs["pretrain_knn"].mean(), 2), "note": ""})
+    return pd.DataFrame(rows)
+
+
+def lite_note(study: Study, k: int = HEADLINE_K) -> str:
+    """What the paper-lite probe is and how its baseline compares with DINO's IN-1K k-NN (Markdown)."""
+    preset = get_preset(study.preset)
+    base = study.baseline
+    if base is None:
+        return (f"No baseline probe of the `{study.preset}` preset is recorded in `{_shown(study.folder)}` yet: "
+                f"the first run of `vitcf sweep --preset {study.preset}` computes it (and downloads what it needs).")
+    classes = base.get("classes") or []
+    knn = {int(key): value for key, value in base["knn"].items()}
+    text = (f"The un-fine-tuned `{preset.backbone}` backbone, probed on `{preset.pretrain_domain}` "
+            f"({base['num_classes']} classes{': ' + ', '.join(classes) if classes else ''}; a memory bank of "
+            f"{base['bank_size']:,} images and {base['query_size']:,} scored queries), reaches a k-NN accuracy "
+            f"of {knn[k]:.2f}% at k={k}.")
+    if preset.name == "paper-lite":
+        text += (f" DINO's published k-NN accuracy on all 1,000 ImageNet classes is {DINO_VITB16_KNN:.1f}%; a "
+                 f"{base['num_classes']}-way probe of well-separated classes starts much closer to 100%, so the "
+                 f"absolute numbers do not compare with the paper's IN-1K column, only each run's drop from this "
+                 f"baseline does.")
+    return text
+
+
+def lite_projection(root: Path = REPO) -> str:
+    """The paper-lite grid's projected GPU-hours from the performance benchmark's record, if measured (Markdown)."""
+    path = root / "benchmarks" / "results" / "paper_speed.json"
+    doc = records.read_json(path) if path.is_file() else {}
+    lite = doc.get("projection_lite") or {}
+    if doc.get("smoke") or not doc.get("gpu") or not lite.get("projected"):
+        return ("No GPU measurement of the paper-lite grid is recorded in this checkout yet: "
+                "`python benchmarks/paper_speed.py` on one GPU projects it (random weights, synthetic data: the "
+                "speed does not depend on either).")
+    return (f"Projected from the performance benchmark on {doc['gpu']} ({str(doc.get('date', ''))[:10]}): "
+            f"{lite['gpu_hours']:.2f} GPU-hours for one seed of the paper-lite grid at {lite['steps']:,} steps "
+            f"(target: at most 1 GPU-hour on one H100; the longest schedule within it: "
+            f"{lite['steps_within_target']:,} steps).")

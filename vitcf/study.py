@@ -65,12 +65,24 @@ class Probe:
             for part in ("bank", "queries")
         }
 
+    def smaller(self, bank: int, queries: int) -> Probe:
+        """The first `bank` and `queries` images of this probe's (already shuffled) subsets."""
+        if self.imagenet_root is not None:
+            raise ValueError("a smaller curve probe needs an in-memory pre-training domain; the ImageNet probe "
+                             "streams from a folder (set the preset's curve_probe to None)")
+        return Probe(self.preset, _first(self.bank, bank), _first(self.queries, queries))
+
+
+def _first(ds: ImageSet, size: int) -> ImageSet:
+    return ds if size >= len(ds) else ds.subset(torch.arange(size))
+
 
 def _subset(ds: ImageSet, size: int | None) -> ImageSet:
+    """`size` images drawn at random (PROBE_SEED), in random order, so that any prefix is a random subset too."""
     if size is None or size >= len(ds):
         return ds
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(PROBE_SEED))
-    return ds.subset(order[:size].sort().values)
+    return ds.subset(order[:size])
 
 
 def make_probe(preset: Preset) -> Probe:
@@ -114,7 +126,9 @@ def weights_source(preset: Preset, checkpoint: str | Path | None) -> dict:
 def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, progress) -> tuple[dict, torch.nn.Linear]:
     """The un-fine-tuned backbone's probe scores and linear head, computed once per preset folder."""
     path, head_path = folder / "baseline.json", folder / "baseline_head.safetensors"
-    key = records.config_hash({"preset": dataclasses.asdict(preset), "weights": weights["sha256"], "schema": SCHEMA})
+    # What the baseline depends on: the protocol, not the grids of runs to compare with it.
+    protocol = {k: v for k, v in dataclasses.asdict(preset).items() if k not in ("grid", "design")}
+    key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA})
     cached = records.read_json(path) if path.exists() and head_path.exists() else {}
     if cached.get("key") == key:
         head = torch.nn.Linear(cached["width"], cached["num_classes"])
@@ -135,6 +149,7 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
         "num_classes": num_classes,
         "bank_size": len(bank_labels),
         "query_size": len(feats["queries"][1]),
+        "classes": None if probe.bank is None else list(probe.bank.classes),
         "knn": knn_scores(feats, preset.knn_ks, device),
         "linear_head": linear_head_accuracy(head, *feats["queries"]),
         "seconds": time.perf_counter() - started,
@@ -298,10 +313,11 @@ def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
     trainable = count_trainable(model)
 
     over_steps = []
+    curve = probe.smaller(*preset.curve_probe) if preset.curve_probe and plan.forgetting_steps else probe
 
     def probe_at(step, model):
         if step in plan.forgetting_steps:
-            over_steps.append({"step": step, "knn": probe_scores(probe, model, None, device, False)["knn"]})
+            over_steps.append({"step": step, "knn": probe_scores(curve, model, None, device, False)["knn"]})
 
     result = finetune(
         model, fit_set, selection_set, plan.train,
@@ -359,12 +375,14 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
         "seed": plan.seed,
         "trainable_params": trainable,
         "config": {
-            "preset": {k: v for k, v in dataclasses.asdict(preset).items() if k != "grid"},
+            "preset": {k: v for k, v in dataclasses.asdict(preset).items() if k not in ("grid", "design")},
             "train": dataclasses.asdict(plan.train),
             "selection": selection,
             "backbone_weights": plan.weights,
             "paper_faithful": plan.paper_faithful,
             "forgetting_steps": list(plan.forgetting_steps),
+            "curve_probe": (None if preset.curve_probe is None
+                            else {"bank": preset.curve_probe[0], "queries": preset.curve_probe[1]}),
         },
         "metrics": {
             "new_domain_accuracy": test_accuracy,

@@ -104,6 +104,7 @@ class SweepRun:
             "seed": self.plan.seed,
             "results_dir": str(self.record.parent.resolve()),
             "forgetting_steps": json.dumps(list(self.plan.forgetting_steps)),
+            "lr": "" if (lr := point_lr(self.plan.preset, self.point)) is None else lr,
             "device": str(self.plan.device),
             "force": False,
         }
@@ -159,23 +160,47 @@ class SweepSummary:
         return text
 
 
-def select_points(preset: Preset, only: Iterable[str] | str | None) -> tuple[GridPoint, ...]:
-    """The preset's grid points named in `only` by method name ("lora") or label ("LoRA r=4").
+def select_points(preset: Preset, only: Iterable[str] | str | None, grid: str = "core") -> tuple[GridPoint, ...]:
+    """The points of the preset's `grid` named in `only` by method name ("lora") or label ("LoRA r=4").
 
     Every entry must match at least one point: a typo would otherwise shrink a sweep silently.
     """
+    points = preset.points(grid)
     if only is None:
-        return preset.grid
+        return points
     wanted = [only] if isinstance(only, str) else list(only)
-    labels = [make_method(p.method, **p.hparams).label for p in preset.grid]
-    methods = list(dict.fromkeys(p.method for p in preset.grid))
-    allowed = f"allowed: method names {', '.join(methods)}; labels {', '.join(labels)}"
+    labels = [make_method(p.method, **p.hparams).label for p in points]
+    methods = list(dict.fromkeys(p.method for p in points))
+    allowed = f"allowed: method names {', '.join(methods)}; labels {', '.join(dict.fromkeys(labels))}"
     if not wanted:
         raise ValueError(f"`only` names no grid point (None runs them all); {allowed}")
     unknown = [entry for entry in wanted if entry not in methods and entry not in labels]
     if unknown:
-        raise ValueError(f"`only` entries {unknown!r} match no grid point of preset {preset.name!r}; {allowed}")
-    return tuple(p for p, label in zip(preset.grid, labels) if p.method in wanted or label in wanted)
+        raise ValueError(f"`only` entries {unknown!r} match no point of the {grid} grid of preset {preset.name!r}; "
+                         f"{allowed}")
+    return tuple(p for p, label in zip(points, labels) if p.method in wanted or label in wanted)
+
+
+def point_lr(preset: Preset, point: GridPoint) -> float | None:
+    """The learning rate to override for `point`, or None where the preset's schedule gives it anyway
+    (a design-space point holding the rate fixed where the paper's row of the same method used another)."""
+    return None if preset.schedule_for(point.method, point.hparams)[0] == point.lr else point.lr
+
+
+def grid_keys(preset: str, grid: str = "core") -> set[str]:
+    """The record names of `grid`'s points with the seed left out (see `grid_key`)."""
+    spec = get_preset(preset)
+    keys = set()
+    for point in spec.points(grid):
+        lr = point_lr(spec, point)
+        keys.add(grid_key(records.run_name(point.method, point.hparams, 0)
+                          + ("" if lr is None else "_" + records.config_hash({"lr": lr}))))
+    return keys
+
+
+def grid_key(run: str) -> str:
+    """A record's name without its seed: which configuration of which grid it is."""
+    return re.sub(r"_seed\d+(?=_|$)", "", run)
 
 
 def plan_sweep(
@@ -186,9 +211,14 @@ def plan_sweep(
     results_dir: str | Path | None = None,
     device: str | None = None,
     forgetting_steps: Iterable[int] | None = None,
+    grid: str = "core",
 ) -> list[SweepRun]:
     """Plan every run of a sweep, seed by seed in the grid's order; nothing is read or written.
 
+    `grid` is "core" (the paper's rows) or "design" (the design space around them, `Preset.design`);
+    both write to the preset's one folder, so a design point that is also a core point is one run.
+    The design space is compared at the end of training: its runs probe no forgetting steps unless
+    `forgetting_steps` names some (the core grid's runs carry the curves).
     Each run goes through `plan_run`, so a bad preset, seed, device or forgetting step fails the
     whole sweep here, before the first run could leave a record behind. Repeated seeds plan once.
     """
@@ -196,11 +226,14 @@ def plan_sweep(
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed (an integer >= 0), got none")
-    points = select_points(spec, only)
+    points = select_points(spec, only, grid)
+    if forgetting_steps is None and grid == "design":
+        forgetting_steps = ()
     runs: dict[Path, SweepRun] = {}
     for seed in seeds:
         for point in points:
             plan = plan_run(preset, point.method, point.hparams, seed, results_dir=results_dir, device=device,
+                            lr=point_lr(spec, point),
                             forgetting_steps=None if forgetting_steps is None else tuple(forgetting_steps))
             runs.setdefault(plan.path, SweepRun(point, plan.method.label, plan))
     return list(runs.values())
@@ -219,6 +252,7 @@ def sweep(
     kernel_name: str | None = None,
     on_run: Callable[[RunOutcome], None] | None = None,
     executor: str | ExecutorConfig = "inline",
+    grid: str = "core",
 ) -> SweepSummary:
     """Run every (grid point x seed) of `preset` as an executed notebook; see the module docstring.
 
@@ -235,7 +269,7 @@ def sweep(
     job_device = None if config.inline else config.job_device(device)
     runs = plan_sweep(preset, seeds=seeds, only=only, results_dir=results_dir,
                       device=device if config.inline else "cpu",  # jobs get `job_device`; checked above
-                      forgetting_steps=forgetting_steps)
+                      forgetting_steps=forgetting_steps, grid=grid)
     notebook = _check_notebook(notebook)
     execute_notebook = _papermill()
     config.check_environment()

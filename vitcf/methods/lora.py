@@ -14,12 +14,15 @@ adapts every linear layer of every block: the fused qkv, the attention output an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from .base import Method, check_choice, check_int, check_number, classifier, register
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 TARGETS = {
     "qv": r".*blocks\.\d+\.attn\.qkv\.(q|v)",  # the paper's reference: query and value only
@@ -104,6 +107,8 @@ class LoRA(Method):
         return f"LoRA r={self.r}{suffix}"
 
     def apply(self, model: nn.Module) -> PeftModel:
+        from peft import LoraConfig, get_peft_model  # imported here: peft (with transformers) costs seconds
+
         head = classifier(model)
         if self.target == "qv":
             split_qkv(model)
