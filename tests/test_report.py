@@ -93,6 +93,9 @@ def test_an_empty_study_says_what_to_run_and_lists_failures(tmp_path, monkeypatc
     assert study.failed == ["full_seed0"]
     assert "1 run(s) failed: see their `.error.json` files." in report.missing_runs(study)
     assert str(report.shown(study, lambda s: 1 / 0).data).startswith("No run of the `smoke` preset")
+    design = report.load_study("smoke", grid="design")
+    assert design.failed == [] and report.missing_runs(design).endswith(
+        "`vitcf sweep --preset smoke --grid design` fills this page.")
 
 
 def test_a_missing_shipped_backbone_is_named(tmp_path, monkeypatch):

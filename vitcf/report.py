@@ -49,6 +49,7 @@ class Study:
     runs: list[dict]
     baseline: dict | None
     failed: list[str] = field(default_factory=list)  # runs that left an error file and no record
+    grid: str = "core"  # the preset's grid these runs belong to (see `load_study`)
 
     @property
     def empty(self) -> bool:
@@ -105,12 +106,13 @@ def load_study(preset: str, grid: str = "core") -> Study:
     names = {r["run"] for r in runs}
     errors = (p.name[: -len(".error.json")] for p in folder.glob("*.error.json")) if folder.is_dir() else ()
     failed = sorted(name for name in errors if name not in names and grid_key(name) in keys)
-    return Study(shown, preset, folder, runs, baseline, failed)
+    return Study(shown, preset, folder, runs, baseline, failed, grid)
 
 
 def missing_runs(study: Study) -> str:
     """What to run to fill a page whose preset has no records yet (Markdown)."""
     preset = get_preset(study.preset)
+    sweep = f"vitcf sweep --preset {study.preset}" + ("" if study.grid == "core" else f" --grid {study.grid}")
     text = f"No run of the `{study.preset}` preset is recorded in `{_shown(study.folder)}` yet."
     if study.failed:
         text += f" {len(study.failed)} run(s) failed: see their `.error.json` files."
@@ -119,9 +121,9 @@ def missing_runs(study: Study) -> str:
     if preset.pretrained and spec.shipped is not None and weights is None:
         text += (f" The `{preset.backbone}` backbone's pre-trained weights are not in this checkout either: "
                  f"`vitcf pretrain --preset {preset.backbone}` makes them (a GPU job; see the pre-training "
-                 f"notebook), then `vitcf sweep --preset {study.preset}` fills this page.")
+                 f"notebook), then `{sweep}` fills this page.")
     else:
-        text += f" `vitcf sweep --preset {study.preset}` fills this page."
+        text += f" `{sweep}` fills this page."
     return text
 
 
