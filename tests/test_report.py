@@ -277,3 +277,19 @@ def test_the_design_note_reads_each_axis():
     assert "learnt most at 4 (64.00% on the new domain)" in note
     assert "falls as the blocks trained k increases (Spearman rho -1.00 over 4 values)" in note
     assert findings.design_note(plots.design_frame([])).startswith("*No design-space record yet")
+
+
+def test_the_domains_table_gives_each_configurations_mean_or_what_to_run(smoke_results, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(smoke_results / "smoke", tmp_path / "paper-dtd")  # records of the same grid, as if from paper-dtd
+    monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
+    monkeypatch.delenv(report.PRESET_ENV, raising=False)
+    table = report.domains_table(("dtd", "food101")).set_index(["preset", "configuration"])
+    frame = records_frame(report.load_study("paper-dtd").runs)
+    linear = frame[frame["label"] == "Linear"]
+    row = table.loc[("paper-dtd", "Linear")]
+    assert row["seeds"] == 2 and row["new-domain accuracy (%)"] == round(linear["new_domain_accuracy"].mean(), 2)
+    assert row["pre-training k-NN k=20 (%)"] == round(linear["pretrain_knn"].mean(), 2)
+    assert set(table.loc["paper-dtd"].index) == {"Linear", "LoRA r=8", "Block exp. p=2"}
+    assert table.loc[("paper-food101", "-"), "note"] == "no records yet: vitcf sweep --preset paper-food101"

@@ -14,7 +14,7 @@ import vitcf.sweep
 from vitcf import records
 from vitcf.cli import main
 from vitcf.methods import make_method
-from vitcf.presets import DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, DESIGN_LORA_TARGETS, get_preset
+from vitcf.presets import DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, get_preset
 from vitcf.sweep import NOTEBOOK, grid_key, grid_keys, plan_sweep, select_points, sweep
 
 ONLY = ["linear", "LoRA r=4"]
@@ -142,7 +142,8 @@ def test_the_design_grid_turns_each_knob_through_its_range():
     configs = [make_method(p.method, **p.hparams) for p in design]
     assert len({c.label for c in configs}) == len(configs)  # every point has its own name
     lora = [(c.target, c.r) for c in configs if c.name == "lora"]
-    assert sorted(lora) == sorted({(t, r) for t in DESIGN_LORA_TARGETS for r in DESIGN_LORA_RANKS} | {("qv", 8)})
+    assert sorted(lora) == sorted({(t, r) for t in ("qv", "qkv", "all") for r in (1, 4, 16, 64)} | {("qv", 8)})
+    assert sorted(lora) == sorted((t, r) for t, ranks in DESIGN_LORA_RANKS.items() for r in ranks)
     assert [c.k for c in configs if c.name == "top_k"] == list(range(1, 13))
     assert sorted((c.placement, c.p) for c in configs if c.name == "block_expansion") == sorted(
         (placement, p) for placement in ("spread", "top") for p in DESIGN_BLOCK_COPIES)

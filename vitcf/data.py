@@ -340,8 +340,7 @@ def _load_folder_dataset(name: str, split: str, root: str | os.PathLike | None, 
     images, labels = torch.cat(images), torch.cat(labels)
     if not classes:
         classes = tuple(str(i) for i in range(int(labels.max()) + 1))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache) as tmp:
+    with atomic_path(cache) as tmp:  # creates vitcf-cache/ if needed
         torch.save({"images": images, "labels": labels, "classes": list(classes)}, tmp)
     return ImageSet(name, images, labels, classes)
 

@@ -291,6 +291,11 @@ def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "step", "k", "knn", "probed"])
 
 
+def _one_preset(presets: set[str]) -> None:
+    if len(presets) > 1:
+        raise ValueError(f"the records mix presets {sorted(presets)}; plot one preset at a time")
+
+
 def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
     """Pre-training-domain k-NN accuracy against training step, and every method's accuracy at one step.
 
@@ -304,8 +309,7 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
     if curves.empty:
         raise ValueError(f"none of the {len(records)} records has k-NN accuracies over training steps "
                          "(metrics.knn_over_steps); run with forgetting_steps=(...), CLI --forgetting-steps")
-    if curves["preset"].nunique() > 1:
-        raise ValueError(f"the records mix presets {sorted(curves['preset'].unique())}; plot one preset at a time")
+    _one_preset(set(curves["preset"]))
     ks = sorted(curves["k"].unique().tolist())
     start = k if k is not None else (20 if 20 in ks else ks[-1])
     if start not in ks:
@@ -588,8 +592,7 @@ def interpolation_chart(records: list[dict], frame: pd.DataFrame | None = None, 
     if curves.empty:
         raise ValueError("no interpolation records to plot (vitcf.analyses.interpolation writes them)")
     presets = set(curves["preset"]) | (set(frame["preset"]) if frame is not None and "preset" in frame else set())
-    if len(presets) > 1:
-        raise ValueError(f"the records mix presets {sorted(presets)}; plot one preset at a time")
+    _one_preset(presets)
     alphas = sorted(curves["alpha"].unique().tolist())
     if alpha not in alphas:
         raise ValueError(f"alpha={alpha!r} was not measured; measured: {alphas}")
@@ -651,8 +654,7 @@ def drift_chart(records: list[dict]):
     frame = drift_frame(records)
     if frame.empty:
         raise ValueError(f"none of the {len(records)} records measured representation drift (metrics.drift)")
-    if frame["preset"].nunique() > 1:
-        raise ValueError(f"the records mix presets {sorted(frame['preset'].unique())}; plot one preset at a time")
+    _one_preset(set(frame["preset"]))
     mean = frame.groupby(["label", "family", "block"], as_index=False)["cka"].mean()
     families = [f for f in FAMILIES if f in set(mean["family"])]
     family = _family_selection(families)

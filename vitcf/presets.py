@@ -65,6 +65,10 @@ class Preset:
                 return point.lr, max(1, round(point.warmup_fraction * self.steps))
         return self.default_lr, max(1, round(self.default_warmup_fraction * self.steps))
 
+    def protocol(self) -> dict:
+        """The settings a run's measurements depend on: everything but the grids of runs to compare."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("grid", "design")}
+
     def points(self, grid: str = "core") -> tuple[GridPoint, ...]:
         """The grid points of `grid`: "core" (the paper's rows) or "design" (the design space)."""
         if grid not in GRIDS:
@@ -73,23 +77,24 @@ class Preset:
 
 
 GRIDS = ("core", "design")
-DESIGN_LORA_RANKS = (1, 4, 16, 64)  # and r=8 on q,v, the paper's row
-DESIGN_LORA_TARGETS = ("qv", "qkv", "all")
+# LoRA ranks per target; q,v (the paper's) also holds r=8, the paper's row.
+DESIGN_LORA_RANKS = {"qv": (1, 4, 8, 16, 64), "qkv": (1, 4, 16, 64), "all": (1, 4, 16, 64)}
 DESIGN_BLOCK_COPIES = (1, 2, 3, 4)
 
 
-def design_grid(depth: int, *, lr: float = 0.005, expansion_lr: float = 0.05, warmup: float = 0.05) -> tuple[GridPoint, ...]:
+def design_grid(depth: int, *, lr: float = 0.005, expansion_lr: float = 0.05,
+                warmup: float = 0.05) -> tuple[GridPoint, ...]:
     """The design space around the paper's rows for a `depth`-block backbone, one learning rate per family.
 
-    LoRA: ranks `DESIGN_LORA_RANKS` on q,v (the paper's, where r=8 joins them), on the fused qkv
-    projection and on every linear layer, all at `lr` (the paper's LoRA r=8 rate; its r=4 and r=16
-    rows use 0.05, so their design-space twins are separate runs). Top-k for every k = 1..depth. Block expansion with its
+    LoRA: `DESIGN_LORA_RANKS` on q,v (the paper's), on the fused qkv projection and on every linear
+    layer, all at `lr` (the paper's LoRA r=8 rate; its r=4 and r=16 rows use 0.05, so their
+    design-space twins are separate runs). Top-k for every k = 1..depth. Block expansion with its
     copies spread (the paper's) or stacked on top, at `expansion_lr` (the paper's block rate).
     Surgical fine-tuning of the first, middle and last block: the extra baseline against forgetting.
     Every point at the paper's 5% warm-up.
     """
     points = [GridPoint("lora", {"r": r} if target == "qv" else {"r": r, "target": target}, lr, warmup)
-              for target in DESIGN_LORA_TARGETS for r in (DESIGN_LORA_RANKS if target != "qv" else (1, 4, 8, 16, 64))]
+              for target, ranks in DESIGN_LORA_RANKS.items() for r in ranks]
     points += [GridPoint("top_k", {"k": k}, lr, warmup) for k in range(1, depth + 1)]
     points += [GridPoint("block_expansion", {"p": p} if placement == "spread" else {"p": p, "placement": placement},
                          expansion_lr, warmup)

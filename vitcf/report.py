@@ -297,11 +297,12 @@ def domains_table(domains: tuple[str, ...]) -> pd.DataFrame:
                          "note": f"no records yet: vitcf sweep --preset paper-{domain}" if not study.overridden
                          else f"this build shows {study.preset} in place of it"})
             continue
-        frame = study.frame()
-        for label, runs in frame.groupby("label", sort=False):
-            rows.append({"preset": f"paper-{domain}", "configuration": label, "seeds": runs["seed"].nunique(),
-                         "new-domain accuracy (%)": round(runs["new_domain_accuracy"].mean(), 2),
-                         f"pre-training k-NN k={HEADLINE_K} (%)": round(runs["pretrain_knn"].mean(), 2), "note": ""})
+        from .plots import label_summary
+
+        for row in label_summary(study.frame()).itertuples():
+            rows.append({"preset": f"paper-{domain}", "configuration": row.label, "seeds": row.n,
+                         "new-domain accuracy (%)": round(row.new_domain_accuracy, 2),
+                         f"pre-training k-NN k={HEADLINE_K} (%)": round(row.pretrain_knn, 2), "note": ""})
     return pd.DataFrame(rows)
 
 

@@ -127,8 +127,7 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     """The un-fine-tuned backbone's probe scores and linear head, computed once per preset folder."""
     path, head_path = folder / "baseline.json", folder / "baseline_head.safetensors"
     # What the baseline depends on: the protocol, not the grids of runs to compare with it.
-    protocol = {k: v for k, v in dataclasses.asdict(preset).items() if k not in ("grid", "design")}
-    key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA})
+    key = records.config_hash({"preset": preset.protocol(), "weights": weights["sha256"], "schema": SCHEMA})
     cached = records.read_json(path) if path.exists() and head_path.exists() else {}
     if cached.get("key") == key:
         head = torch.nn.Linear(cached["width"], cached["num_classes"])
@@ -203,6 +202,13 @@ class RunPlan:
     weights: dict  # where the backbone's starting weights come from (see weights_source)
 
 
+def record_name(method: str, hparams: dict, seed: int, overrides: dict) -> str:
+    """A run's record name: the readable `records.run_name`, plus a hash of what it changes from the
+    preset's protocol (`overrides`: steps, lr, ...), so that a changed run never takes a plain name."""
+    name = records.run_name(method, hparams, seed)
+    return name + "_" + records.config_hash(overrides) if overrides else name
+
+
 def plan_run(
     preset: str,
     method: str,
@@ -259,9 +265,7 @@ def plan_run(
     if spec_preset.pretrain_domain == "imagenet":
         check_imagenet(None)  # a missing or malformed ImageNet folder fails here, before any compute
     folder = Path(results_dir) if results_dir is not None else records.RESULTS_ROOT / spec_preset.name
-    name = records.run_name(method, hparams, seed)
-    if overrides:
-        name += "_" + records.config_hash(overrides)
+    name = record_name(method, hparams, seed, overrides)
     return RunPlan(
         preset=spec_preset,
         method=config,
@@ -339,7 +343,7 @@ def representation_drift(plan: RunPlan, probe: Probe, model: torch.nn.Module) ->
     preset = plan.preset
     spec = get_spec(preset.backbone)
     start = build_model(preset, plan.weights, num_classes=0, seed=PROBE_SEED).to(plan.device)
-    inserted = plan.method.inserted_positions(spec.arch["depth"]) if hasattr(plan.method, "inserted_positions") else ()
+    inserted = plan.method.inserted_positions(spec.depth) if hasattr(plan.method, "inserted_positions") else ()
     transform = input_transform(spec.img_size, preset.knn_mean, preset.knn_std, spec.in_chans)
     return drift(start, model, probe.batches("queries"), transform, inserted=inserted, device=plan.device)
 
@@ -375,7 +379,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
         "seed": plan.seed,
         "trainable_params": trainable,
         "config": {
-            "preset": {k: v for k, v in dataclasses.asdict(preset).items() if k not in ("grid", "design")},
+            "preset": preset.protocol(),
             "train": dataclasses.asdict(plan.train),
             "selection": selection,
             "backbone_weights": plan.weights,

@@ -48,7 +48,7 @@ import torch
 from . import records
 from .methods import make_method
 from .presets import GridPoint, Preset, get_preset
-from .study import RunPlan, plan_run
+from .study import RunPlan, plan_run, record_name
 
 if TYPE_CHECKING:
     from .executors import ExecutorConfig
@@ -193,8 +193,7 @@ def grid_keys(preset: str, grid: str = "core") -> set[str]:
     keys = set()
     for point in spec.points(grid):
         lr = point_lr(spec, point)
-        keys.add(grid_key(records.run_name(point.method, point.hparams, 0)
-                          + ("" if lr is None else "_" + records.config_hash({"lr": lr}))))
+        keys.add(grid_key(record_name(point.method, point.hparams, 0, {} if lr is None else {"lr": lr})))
     return keys
 
 
