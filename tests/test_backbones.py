@@ -7,7 +7,7 @@ import torch
 from huggingface_hub import constants
 
 import vitcf
-from vitcf import backbones
+from vitcf import backbones, records
 from vitcf.checkpoints import CheckpointError, save_state_dict
 
 
@@ -101,16 +101,40 @@ def test_shipped_weights_missing_says_how_to_regenerate(monkeypatch, tmp_path):
         vitcf.create_backbone("mini", pretrained=True)
 
 
-def test_shipped_weights_can_live_elsewhere(monkeypatch, tmp_path):
-    from vitcf.checkpoints import save_state_dict
+def _ship(folder, seed=3):
+    """A stand-in mini backbone with the card that `vitcf pretrain` writes beside it (only the sha256 matters)."""
+    from vitcf.checkpoints import save_state_dict, sha256
 
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     source = vitcf.create_backbone("mini")
-    save_state_dict(source, tmp_path / "mini.safetensors")
+    weights = save_state_dict(source, folder / "mini.safetensors")
+    records.write_json(folder / "mini.json", {"weights": {"file": weights.name, "sha256": sha256(weights)}})
+    return source, weights
+
+
+def test_shipped_weights_can_live_elsewhere(monkeypatch, tmp_path):
+    source, _ = _ship(tmp_path)
     monkeypatch.setenv(backbones.WEIGHTS_ENV, str(tmp_path))
     assert backbones.pretrained_weights_path("mini") == tmp_path / "mini.safetensors"
     loaded = vitcf.create_backbone("mini", pretrained=True)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in source.state_dict().items())
+
+
+def test_shipped_weights_that_differ_from_their_card_are_refused(monkeypatch, tmp_path):
+    from vitcf.checkpoints import save_state_dict, sha256
+
+    _, weights = _ship(tmp_path)
+    expected = sha256(weights)
+    torch.manual_seed(4)
+    save_state_dict(vitcf.create_backbone("mini"), weights)  # another backbone under the shipped name
+    monkeypatch.setenv(backbones.WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(backbones.WeightsMismatchError) as err:
+        vitcf.create_backbone("mini", pretrained=True)
+    assert f"(sha256 {sha256(weights)})" in str(err.value) and f"(sha256 {expected})" in str(err.value)
+    assert str(weights) in str(err.value) and str(tmp_path / "mini.json") in str(err.value)
+    (tmp_path / "mini.json").unlink()
+    with pytest.raises(vitcf.WeightsUnavailableError, match="have no provenance card"):
+        vitcf.create_backbone("mini", pretrained=True)
 
 
 def test_backbone_without_weights_refuses_pretrained():

@@ -13,10 +13,12 @@ from vitcf.data import load_dataset
 from vitcf.pretrain import (
     DINO,
     QUALITY_BAR,
+    checkpoint_path,
     default_output,
     get_pretrain_config,
     multi_crop,
     pretrain,
+    quality_verdict,
     run_pretraining,
 )
 
@@ -73,6 +75,9 @@ def test_run_pretraining_writes_weights_and_card(tmp_path):
     assert card["input"]["size"] == 16 and card["input"]["channels"] == 3
     assert set(card["knn"]["pretrained"]) == set(card["knn"]["random_init"]) == {10, 20, 100, 200}
     assert card["quality_bar"]["min_accuracy"] == QUALITY_BAR and card["quality_bar"]["met"] is False
+    assert set(card["knn"]["raw_pixels"]) == {10, 20, 100, 200}
+    assert [e["epoch"] for e in card["learning_curve"]["epochs"]] == [1, 2]
+    assert card["wall_seconds"] >= card["train_seconds"] > 0 and card["resumed_from_epoch"] == 0
     assert len(card["loss_per_epoch"]) == config.epochs
     loaded = vitcf.create_backbone("micro", checkpoint=weights)
     assert loaded.pos_embed.shape == (1, 17, 32)
@@ -103,3 +108,79 @@ def test_cli_pretrain_rejects_bad_output_and_preset(tmp_path, capsys):
     assert main(["pretrain", "--preset", "tiny", "--quiet"]) == 2
     assert "allowed: mini, smoke" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# --- resumable pre-training ----------------------------------------------------------------------
+
+# The real command in a child process, slowed after each checkpoint so the test can kill it there.
+SLOW_CHILD = """
+import sys, time
+import vitcf.pretrain as p
+save = p.save_checkpoint
+def slow(path, state):
+    save(path, state)
+    time.sleep(60)
+p.save_checkpoint = slow
+from vitcf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_pretraining_resumes_to_the_same_weights(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["pretrain", "--preset", "smoke", "--epochs", "3", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    whole = tmp_path / "whole" / "micro.safetensors"
+    assert main([*args, "--out", str(whole)]) == 0
+    killed = tmp_path / "killed" / "micro.safetensors"
+    resume = checkpoint_path(killed)
+    child = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, *args, "--out", str(killed)], env=env)
+    deadline = time.monotonic() + 120
+    while not resume.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL and resume.exists() and not killed.exists()
+    assert torch.load(resume, weights_only=True)["epoch"] == 1
+    assert main([*args, "--out", str(killed)]) == 0  # the same command: resumes after epoch 1
+    card = json.loads(killed.with_suffix(".json").read_text())
+    assert card["resumed_from_epoch"] == 1 and not resume.exists()
+    assert sha256(killed) == sha256(whole)
+    first = json.loads(whole.with_suffix(".json").read_text())
+    assert card["loss_per_epoch"] == first["loss_per_epoch"] and len(card["learning_curve"]["epochs"]) == 3
+
+
+def test_a_checkpoint_with_other_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "micro.safetensors"
+    config = get_pretrain_config("smoke", epochs=1)
+    pretrain(config, device=CPU, progress=False, checkpoint=checkpoint_path(out))
+    before = checkpoint_path(out).read_bytes()
+    code = main(["pretrain", "--preset", "smoke", "--epochs", "2", "--set", "base_lr=0.01", "--quiet",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "was made with other settings" in err
+    assert "config.epochs 1 in the checkpoint, 2 now" in err and "config.base_lr 0.0005 in the checkpoint, 0.01 now" in err
+    assert checkpoint_path(out).read_bytes() == before and not out.exists()
+
+
+def test_the_card_reports_pixels_curve_and_verdict():
+    verdict = quality_verdict(86.0, 65.0, full_protocol=True)
+    assert verdict["met"] and not verdict["stretch_met"] and verdict["shippable"]
+    fallback = quality_verdict(81.0, 65.0, full_protocol=True)
+    assert not fallback["met"] and fallback["fallback_met"] and fallback["shippable"]
+    assert not quality_verdict(79.0, 65.0, full_protocol=True)["shippable"]
+    assert not quality_verdict(90.0, 65.0, full_protocol=False)["shippable"]  # a subset protocol never counts
+
+
+def test_set_parses_typed_overrides(capsys):
+    from vitcf.cli import parse_settings
+
+    assert parse_settings(["base_lr=0.001", "teacher_momentum=[0.99,1.0]", "local-views=4", "dataset=x"]) == [
+        ("base_lr", 0.001), ("teacher_momentum", (0.99, 1.0)), ("local_views", 4), ("dataset", "x")]
+    assert main(["pretrain", "--preset", "smoke", "--set", "lr", "--quiet"]) == 2
+    assert "--set takes KEY=VALUE, got 'lr'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ pre-trained one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .checkpoints import load_into
+from .checkpoints import load_into, sha256
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
@@ -31,6 +32,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class WeightsUnavailableError(RuntimeError):
     """Pre-trained weights were asked for but cannot be obtained here."""
+
+
+class WeightsMismatchError(WeightsUnavailableError):
+    """Shipped weights whose sha256 differs from the one their provenance card records."""
 
 
 @dataclass(frozen=True)
@@ -146,13 +151,32 @@ def pretrained_weights_path(name: str) -> Path:
                 f"the pre-trained weights of backbone {name!r} are not in this checkout (expected {path}); "
                 f"regenerate them with `vitcf pretrain --preset {name}` or pass checkpoint=PATH"
             )
-        return path
+        return verify_against_card(path)
     if spec.hub_id is not None:
         return _hub_weights(name, spec.hub_id)
     with_weights = [n for n, s in BACKBONES.items() if s.has_weights]
     raise WeightsUnavailableError(
         f"backbone {name!r} has no pre-trained weights; backbones with weights: {', '.join(with_weights)}"
     )
+
+
+def verify_against_card(path: Path) -> Path:
+    """Return `path` if its sha256 is the one its provenance card (`NAME.json` beside it) records."""
+    card = path.with_suffix(".json")
+    regenerate = f"regenerate both with `vitcf pretrain --preset {path.stem}`, or restore them with `git checkout`"
+    try:
+        expected = json.loads(card.read_text())["weights"]["sha256"]
+    except FileNotFoundError:
+        raise WeightsUnavailableError(f"the weights {path} have no provenance card {card} to check them against; "
+                                      f"{regenerate}") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise WeightsUnavailableError(f"the provenance card {card} is unreadable or records no weights.sha256 "
+                                      f"({type(err).__name__}: {err}); {regenerate}") from None
+    actual = sha256(path)
+    if actual != expected:
+        raise WeightsMismatchError(f"the weights {path} (sha256 {actual}) are not the ones their card {card} "
+                                   f"records (sha256 {expected}); {regenerate}")
+    return path
 
 
 def _hub_weights(name: str, repo_id: str) -> Path:

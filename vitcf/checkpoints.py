@@ -7,6 +7,7 @@ Pickle is never executed: `.safetensors` files are parsed by safetensors, anythi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -101,10 +102,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_state_dict(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write `model`'s weights to a safetensors file atomically."""
+    """Write `model`'s weights to a safetensors file atomically; the same weights give the same bytes.
+
+    `metadata` is stored as one sorted JSON string under the key "vitcf": safetensors writes several
+    metadata keys in hash order, which differs between processes and would change the file's sha256.
+    """
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    header = {"vitcf": json.dumps(metadata, sort_keys=True)} if metadata else None
     with atomic_path(path) as tmp:
-        save_file(state, tmp, metadata=metadata)
+        save_file(state, tmp, metadata=header)
     return Path(path)
 
 

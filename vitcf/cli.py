@@ -59,16 +59,34 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .pretrain import get_pretrain_config, run_pretraining
     from .study import resolve_device
 
-    overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}.items()
-                 if v is not None}
+    overrides = dict(parse_settings(args.set))
+    overrides.update({k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}.items()
+                      if v is not None})
     config = get_pretrain_config(args.preset, **overrides)
     card = run_pretraining(config, out=args.out, device=resolve_device(args.device), progress=not args.quiet)
     knn = card["knn"]
-    print(f"{config.backbone}: k-NN (k={card['quality_bar']['k']}) {knn['pretrained'][card['quality_bar']['k']]:.2f} "
-          f"vs {knn['random_init'][card['quality_bar']['k']]:.2f} at random init; "
-          f"{card['images_per_second']:.0f} images/s; bar {'met' if card['quality_bar']['met'] else 'NOT met'}")
+    k = card["quality_bar"]["k"]
+    print(f"{config.backbone}: k-NN (k={k}) {knn['pretrained'][k]:.2f} vs {knn['random_init'][k]:.2f} at random init "
+          f"and {knn['raw_pixels'][k]:.2f} on raw pixels; {card['images_per_second']:.0f} images/s, "
+          f"{card['wall_seconds'] / 60:.1f} min; {card['quality_bar']['min_accuracy']}% bar "
+          f"{'met' if card['quality_bar']['met'] else 'NOT met'}")
     print(f"weights: {card['weights']['file']} sha256 {card['weights']['sha256']}")
     return 0
+
+
+def parse_settings(items: list[str]) -> list[tuple[str, object]]:
+    """KEY=VALUE pairs; a VALUE that reads as JSON (numbers, lists, true/false) is taken as such."""
+    pairs = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        pairs.append((key.replace("-", "_"), tuple(value) if isinstance(value, list) else value))
+    return pairs
 
 
 def _analyse(args: argparse.Namespace) -> int:
@@ -221,12 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="DINO pre-training of a backbone -> weights + provenance card",
         description="Pre-train the preset's backbone with DINO on its pre-training images (labels "
         "unused), then write the teacher backbone as safetensors and a JSON card beside it "
-        "(default for mini: the shipped vitcf/weights/mini.safetensors).",
+        "(default for mini: the shipped vitcf/weights/mini.safetensors). The training state is checkpointed "
+        "after every epoch beside the output (NAME.resume.pt); the same command resumes it after a crash.",
     )
     pre.add_argument("--preset", required=True, help="mini or smoke")
     pre.add_argument("--epochs", type=int, default=None)
     pre.add_argument("--batch-size", type=int, default=None)
     pre.add_argument("--seed", type=int, default=None)
+    pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one setting of vitcf.pretrain.PretrainConfig, e.g. --set base_lr=0.001 "
+                     "--set teacher_momentum=[0.99,1.0] (repeatable)")
     pre.add_argument("--out", default=None, help="output .safetensors path")
     pre.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     pre.add_argument("--quiet", action="store_true")

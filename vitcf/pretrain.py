@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -33,14 +34,16 @@ from tqdm.auto import tqdm
 
 from . import records
 from .backbones import create_backbone, get_spec, weights_dir
-from .checkpoints import save_state_dict, sha256
+from .checkpoints import CheckpointError, atomic_path, save_state_dict, sha256
 from .data import ImageSet, batches, load_dataset, match_channels, normalize, random_resized_crop_flip
 from .evaluate import autocast, extract_features, knn_accuracy
 from .methods.base import check_int
 from .train import input_transform, lr_factor
 
 QUALITY_K = 20
-QUALITY_BAR = 88.0  # weighted k-NN top-1 (k=20, T=0.07, full train bank) the mini backbone must reach
+QUALITY_BAR = 85.0  # weighted k-NN top-1 (k=20, T=0.07, full train bank) the mini backbone must reach
+QUALITY_STRETCH = 88.0
+FALLBACK_MARGIN = 15.0  # below the bar, a backbone ships only this many points above random initialisation
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,11 @@ class PretrainConfig:
     limit: int | None = None  # train on the first `limit` images only (smoke tests)
     knn_bank: int | None = None  # None: the whole train split is the k-NN memory bank
     knn_queries: int | None = None  # None: the whole test split is scored
+    curve_bank: int = 10_000  # the learning curve after every epoch: k-NN with the first train images as bank
+    curve_queries: int = 2_000  # ... and the first test images as queries
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "local_size", "head_out"):
+        for name in ("epochs", "batch_size", "local_size", "head_out", "curve_bank", "curve_queries"):
             check_int("pretrain", name, getattr(self, name), minimum=1)
         check_int("pretrain", "local_views", self.local_views, minimum=0)
         if not (isinstance(self.warmup_fraction, (int, float)) and 0 <= self.warmup_fraction < 1):
@@ -81,10 +86,14 @@ class PretrainConfig:
 
 
 PRETRAIN_PRESETS = {
-    "mini": PretrainConfig(backbone="mini", dataset="fashion_mnist", epochs=100, batch_size=512),
+    # Chosen on the 2-core CPU (vitcf/weights/mini.recipes.json says what was tried and why): 25 epochs
+    # at batch 256 take about 70 minutes there.
+    "mini": PretrainConfig(backbone="mini", dataset="fashion_mnist", epochs=25, batch_size=256, base_lr=1e-3,
+                           teacher_momentum=(0.99, 1.0), local_views=4),
     "smoke": PretrainConfig(
         backbone="micro", dataset="fashion_mnist", epochs=2, batch_size=32, warmup_fraction=0.5, head_hidden=64,
         head_bottleneck=16, head_out=128, local_views=2, local_size=8, limit=128, knn_bank=256, knn_queries=64,
+        curve_bank=128, curve_queries=64,
     ),
 }
 
@@ -166,14 +175,77 @@ def _param_groups(model: nn.Module) -> list[dict]:
 class PretrainResult:
     backbone: nn.Module  # the teacher backbone, in eval mode
     losses: list[float]  # mean loss per epoch
-    train_seconds: float
-    images_per_second: float  # source images (each giving 2 + local_views crops) per second
+    curve: list[dict]  # after every epoch: {"epoch", "loss", "knn"} with the subset k-NN of the teacher
+    train_seconds: float  # optimiser steps only, summed over resumed sessions
+    images_per_second: float  # source images (each giving 2 + local_views crops) per second of training
     images: int
+    resumed_from: int  # the epoch a checkpoint resumed from (0: a fresh start)
+
+
+def settings(config: PretrainConfig) -> dict:
+    """What a checkpoint must share with the run that resumes it: the configuration and the architecture."""
+    return json.loads(json.dumps({"config": dataclasses.asdict(config), "architecture": get_spec(config.backbone).arch}))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def load_checkpoint(path: Path, config: PretrainConfig) -> dict:
+    """Read a resumable state written by `pretrain`; refuse one made with other settings."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or corrupt files: pickle and zip errors share no base class
+        raise CheckpointError(f"cannot read the pre-training checkpoint {path} (delete it to start over): {err}") from None
+    if not isinstance(state, dict) or "settings" not in state:
+        raise CheckpointError(f"{path} is not a vitcf pre-training checkpoint (delete it to start over)")
+    theirs, ours = _flat(state["settings"]), _flat(settings(config))
+    differ = [f"{key} {theirs.get(key, 'unset')!r} in the checkpoint, {ours.get(key, 'unset')!r} now"
+              for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+    if differ:
+        raise CheckpointError(
+            f"the pre-training checkpoint {path} was made with other settings: {'; '.join(differ)}. "
+            f"Run with the same settings to resume it, or delete it to start over"
+        )
+    return state
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def curve_sets(config: PretrainConfig, train_set: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """The learning curve's k-NN bank (first train images) and queries (first test images)."""
+    test = load_dataset(config.dataset, "test")
+    return (train_set.subset(torch.arange(min(config.curve_bank, len(train_set)))),
+            test.subset(torch.arange(min(config.curve_queries, len(test)))))
+
+
+def subset_knn(backbone: nn.Module, bank: ImageSet, queries: ImageSet, spec, *, device: torch.device) -> float:
+    """Weighted k-NN (k=QUALITY_K, or the bank size if smaller) of `backbone` on a bank and query subset."""
+    transform = input_transform(spec.img_size, spec.mean, spec.std, spec.in_chans)
+    feats = [extract_features(backbone, batches(ds, 1024, shuffle=False), transform, device=device)
+             for ds in (bank, queries)]
+    k = min(QUALITY_K, len(bank))
+    return knn_accuracy(*feats[0], *feats[1], ks=(k,))[k]
 
 
 def pretrain(config: PretrainConfig, *, device: torch.device, progress: bool = True,
-             train_set: ImageSet | None = None) -> PretrainResult:
-    """Run DINO on `config.dataset`'s train split (labels unused); return the teacher backbone."""
+             train_set: ImageSet | None = None, checkpoint: str | Path | None = None) -> PretrainResult:
+    """Run DINO on `config.dataset`'s train split (labels unused); return the teacher backbone.
+
+    With `checkpoint`, the whole training state (student, teacher, heads, optimiser, loss centre,
+    random generators, step, losses, learning curve) is written there atomically after every epoch,
+    and an existing file is resumed from, so that a killed run continued with the same settings ends
+    with exactly the weights of an uninterrupted one. A checkpoint made with other settings is refused.
+    """
     spec = get_spec(config.backbone)
     if train_set is None:
         train_set = load_dataset(config.dataset, "train")
@@ -181,6 +253,8 @@ def pretrain(config: PretrainConfig, *, device: torch.device, progress: bool = T
         train_set = train_set.subset(torch.arange(min(config.limit, len(train_set))))
     if len(train_set) < config.batch_size:
         raise ValueError(f"pretrain: batch_size {config.batch_size} exceeds the {len(train_set)} training images")
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    state = load_checkpoint(checkpoint, config) if checkpoint is not None and checkpoint.exists() else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = DINO(create_backbone(config.backbone, num_classes=0), config).to(device)
@@ -190,14 +264,25 @@ def pretrain(config: PretrainConfig, *, device: torch.device, progress: bool = T
     ).to(device)
     peak_lr = config.base_lr * config.batch_size / 256
     optimiser = torch.optim.AdamW(_param_groups(nn.ModuleList([model.student, model.student_head])), lr=peak_lr)
+    start, losses, curve, seconds = 0, [], [], 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        criterion.load_state_dict(state["criterion"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses, curve, seconds = state["epoch"], list(state["losses"]), list(state["curve"]), state["seconds"]
     data = train_set.to(device)
+    bank, queries = curve_sets(config, train_set)
     steps_per_epoch = len(data) // config.batch_size
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_fraction * total)
-    losses, step = [], 0
-    bar = tqdm(total=total, desc="DINO pre-training", disable=not progress, leave=False)
-    started = time.perf_counter()
-    for epoch in range(config.epochs):
+    step = start * steps_per_epoch
+    bar = tqdm(total=total, initial=step, desc="DINO pre-training", disable=not progress, unit="step")
+    if curve:
+        bar.set_postfix(epoch=start, loss=f"{losses[-1]:.3f}", knn=f"{curve[-1]['knn']:.1f}")
+    for epoch in range(start, config.epochs):
+        started = time.perf_counter()
         epoch_loss = torch.zeros((), device=device)
         for images, _ in batches(data, config.batch_size, shuffle=True, generator=generator, drop_last=True):
             lr = max(config.min_lr, peak_lr * lr_factor(step, total, warmup))
@@ -206,9 +291,12 @@ def pretrain(config: PretrainConfig, *, device: torch.device, progress: bool = T
             optimiser.param_groups[1].update(lr=lr)
             views = multi_crop(images, config, spec, generator)
             with autocast(device):
-                teacher_out = [model.forward_teacher(v).float() for v in views[:2]]
-                student_out = [model.forward_student(v).float() for v in views]
-                loss = criterion(teacher_out, student_out)
+                # Same-sized views go through the networks as one batch (LayerNorm only: no batch coupling).
+                teacher_out = model.forward_teacher(torch.cat(views[:2])).float().chunk(2)
+                student_out = list(model.forward_student(torch.cat(views[:2])).float().chunk(2))
+                if config.local_views:
+                    student_out += model.forward_student(torch.cat(views[2:])).float().chunk(config.local_views)
+                loss = criterion(list(teacher_out), student_out)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.student.parameters(), config.clip_grad)
@@ -218,29 +306,56 @@ def pretrain(config: PretrainConfig, *, device: torch.device, progress: bool = T
             epoch_loss += loss.detach()
             step += 1
             bar.update(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - started
         losses.append(epoch_loss.item() / steps_per_epoch)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+        curve.append({"epoch": epoch + 1, "loss": losses[-1],
+                      "knn": subset_knn(model.teacher, bank, queries, spec, device=device)})
+        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", knn=f"{curve[-1]['knn']:.1f}")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "settings": settings(config), "epoch": epoch + 1, "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(), "criterion": criterion.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "losses": losses, "curve": curve, "seconds": seconds,
+            })
     bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
     backbone = model.teacher.eval().cpu()
-    return PretrainResult(backbone, losses, seconds, total * config.batch_size / seconds, len(data))
+    return PretrainResult(backbone, losses, curve, seconds, total * config.batch_size / seconds if seconds else 0.0,
+                          len(data), start)
+
+
+def _knn_parts(config: PretrainConfig) -> dict[str, ImageSet]:
+    parts = {}
+    for part, split, size in (("bank", "train", config.knn_bank), ("queries", "test", config.knn_queries)):
+        ds = load_dataset(config.dataset, split)
+        parts[part] = ds if size is None else ds.subset(torch.arange(min(size, len(ds))))
+    return parts
+
+
+def _ks(bank_size: int) -> tuple[int, ...]:
+    return tuple(k for k in (10, 20, 100, 200) if k <= bank_size)
 
 
 def knn_report(backbone: nn.Module, config: PretrainConfig, *, device: torch.device, progress: bool = False) -> dict:
     """Weighted k-NN accuracy of `backbone` on the pre-training dataset (train bank, test queries)."""
     spec = get_spec(config.backbone)
     transform = input_transform(spec.img_size, spec.mean, spec.std, spec.in_chans)
-    parts = {}
-    for part, split, size in (("bank", "train", config.knn_bank), ("queries", "test", config.knn_queries)):
-        ds = load_dataset(config.dataset, split)
-        if size is not None:
-            ds = ds.subset(torch.arange(min(size, len(ds))))
-        parts[part] = extract_features(backbone.to(device), batches(ds, 512, shuffle=False), transform,
-                                       device=device, progress=progress)
-    ks = tuple(k for k in (10, 20, 100, 200) if k <= len(parts["bank"][1]))
-    return {"knn": knn_accuracy(*parts["bank"], *parts["queries"], ks=ks),
+    parts = {name: extract_features(backbone.to(device), batches(ds, 512, shuffle=False), transform,
+                                    device=device, progress=progress)
+             for name, ds in _knn_parts(config).items()}
+    return {"knn": knn_accuracy(*parts["bank"], *parts["queries"], ks=_ks(len(parts["bank"][1]))),
+            "bank": len(parts["bank"][1]), "queries": len(parts["queries"][1])}
+
+
+def pixel_knn_report(config: PretrainConfig) -> dict:
+    """The same k-NN on raw pixels: each image at the model's input size and normalisation, flattened."""
+    spec = get_spec(config.backbone)
+    transform = input_transform(spec.img_size, spec.mean, spec.std, spec.in_chans)
+    parts = {name: (torch.cat([transform(x).flatten(1) for x, _ in batches(ds, 4096, shuffle=False)]), ds.labels)
+             for name, ds in _knn_parts(config).items()}
+    return {"knn": knn_accuracy(*parts["bank"], *parts["queries"], ks=_ks(len(parts["bank"][1]))),
             "bank": len(parts["bank"][1]), "queries": len(parts["queries"][1])}
 
 
@@ -251,19 +366,48 @@ def default_output(config: PretrainConfig) -> Path:
     return records.RESULTS_ROOT / "pretrain" / f"{config.backbone}.safetensors"
 
 
+def checkpoint_path(out: Path) -> Path:
+    """Where the resumable training state of the weights `out` is kept until they are written."""
+    return out.with_name(out.stem + ".resume.pt")
+
+
+def recipes_path(out: Path) -> Path:
+    """The record of the recipe search behind the weights `out` (benchmarks/pretrain_recipes.py), if any."""
+    return out.with_name(out.stem + ".recipes.json")
+
+
+def quality_verdict(pretrained: float | None, random_init: float | None, *, full_protocol: bool) -> dict:
+    """The card's verdict: the bar (85%), the stretch (88%), and the fallback (15 points over random init)."""
+    met = pretrained is not None and full_protocol and pretrained >= QUALITY_BAR
+    fallback = (pretrained is not None and random_init is not None and full_protocol
+                and pretrained >= random_init + FALLBACK_MARGIN)
+    return {"k": QUALITY_K, "min_accuracy": QUALITY_BAR, "stretch_accuracy": QUALITY_STRETCH, "met": met,
+            "stretch_met": met and pretrained >= QUALITY_STRETCH,
+            "fallback_margin": FALLBACK_MARGIN, "fallback_met": fallback,
+            "shippable": met or fallback}
+
+
 def run_pretraining(config: PretrainConfig, *, out: str | Path | None = None, device: torch.device,
                     progress: bool = True) -> dict:
-    """Pre-train, write the weights (safetensors) and their provenance card (JSON) beside them."""
+    """Pre-train, write the weights (safetensors) and their provenance card (JSON) beside them.
+
+    The training state is checkpointed after every epoch beside the output (`<name>.resume.pt`), and
+    the same call after a crash resumes from it; it is removed once the weights and card are written.
+    """
+    wall_started = time.perf_counter()
     out = Path(out) if out is not None else default_output(config)
     if out.suffix != ".safetensors":
         raise ValueError(f"pretrain: the output must be a .safetensors file, got {out}")
     spec = get_spec(config.backbone)
-    result = pretrain(config, device=device, progress=progress)
+    resume = checkpoint_path(out)
+    result = pretrain(config, device=device, progress=progress, checkpoint=resume)
     pretrained = knn_report(result.backbone, config, device=device, progress=progress)
     torch.manual_seed(config.seed)
     random_init = knn_report(create_backbone(config.backbone, num_classes=0).eval(), config, device=device)
+    pixels = pixel_knn_report(config)
     save_state_dict(result.backbone, out, metadata={"backbone": config.backbone, "dataset": config.dataset})
-    quality = pretrained["knn"].get(QUALITY_K)
+    full = config.knn_bank is None and config.knn_queries is None and config.limit is None
+    recipes = recipes_path(out)
     card = {
         "backbone": config.backbone,
         "architecture": {k: v for k, v in spec.arch.items()},
@@ -277,19 +421,31 @@ def run_pretraining(config: PretrainConfig, *, out: str | Path | None = None, de
         "config": dataclasses.asdict(config),
         "seed": config.seed,
         "loss_per_epoch": result.losses,
+        "learning_curve": {
+            "protocol": f"after every epoch, the teacher's weighted k-NN (k={min(QUALITY_K, config.curve_bank)}, "
+                        f"T=0.07): bank the first {config.curve_bank} train images, queries the first "
+                        f"{config.curve_queries} test images",
+            "epochs": result.curve,
+        },
         "train_seconds": result.train_seconds,
+        "wall_seconds": None,  # filled in below: everything but writing the card
+        "resumed_from_epoch": result.resumed_from,
         "images_per_second": result.images_per_second,
         "knn": {
-            "protocol": f"weighted k-NN on CLS features, T=0.07; bank: {pretrained['bank']} train images, "
-                        f"queries: {pretrained['queries']} test images",
+            "protocol": f"weighted k-NN on CLS features after the final norm, T=0.07; bank: {pretrained['bank']} "
+                        f"train images, queries: {pretrained['queries']} test images",
             "pretrained": pretrained["knn"],
             "random_init": random_init["knn"],
+            "raw_pixels": pixels["knn"],
         },
-        "quality_bar": {"k": QUALITY_K, "min_accuracy": QUALITY_BAR,
-                        "met": quality is not None and quality >= QUALITY_BAR and config.knn_bank is None},
+        "quality_bar": quality_verdict(pretrained["knn"].get(QUALITY_K), random_init["knn"].get(QUALITY_K),
+                                       full_protocol=full),
+        "recipe_search": records.read_json(recipes) if recipes.is_file() else None,
         "weights": {"file": out.name, "sha256": sha256(out), "bytes": out.stat().st_size},
         "environment": records.environment(device),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    card["wall_seconds"] = time.perf_counter() - wall_started  # this call only (see resumed_from_epoch)
     records.write_json(out.with_suffix(".json"), card)
+    resume.unlink(missing_ok=True)
     return card
