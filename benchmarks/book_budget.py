@@ -19,6 +19,7 @@ values; the book built that way shows meaningless accuracies and is thrown away.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -55,9 +56,23 @@ def timed(name: str, commands: list[list[str]], env: dict) -> dict:
     return {"step": name, "command": " & ".join(" ".join(c) for c in commands), "seconds": round(seconds, 1)}
 
 
-def job_steps(job: str, bin_dir: Path, tmp: Path, env: dict) -> list[dict]:
-    """Time the steps of `job` (see the module docstring), records under `tmp`/results."""
-    vitcf, mini = str(bin_dir / "vitcf"), str(tmp / "results" / "mini")
+def reused_steps(job: str, root: Path) -> list[dict]:
+    """Steps already timed into `root` by the book job (extended only); refuse a folder with other records."""
+    mini = root / "mini"
+    if not any(mini.glob("*.json")):
+        return []
+    book = REPO / "benchmarks" / "results" / "book_budget.json"
+    done = json.loads(book.read_text()) if book.is_file() else {}
+    if job == "extended" and done.get("results_root") and Path(done["results_root"]).resolve() == root:
+        sweep = next(step for step in done["steps"] if step["step"] == "mini sweep")
+        return [{**sweep, "step": "mini sweep, seed 0", "timed_by": "the book job (benchmarks/results/book_budget.json)"}]
+    raise SystemExit(f"book_budget: {mini} already holds records; a budget is measured from an empty folder")
+
+
+def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip: int = 0) -> list[dict]:
+    """Time the steps of `job` (see the module docstring), records under `results`; the first `skip`
+    steps of the extended job were timed before and are left out."""
+    vitcf, mini = str(bin_dir / "vitcf"), str(results / "mini")
     if job == "book":
         return [
             timed("params", [[vitcf, "params"]], env),
@@ -67,16 +82,17 @@ def job_steps(job: str, bin_dir: Path, tmp: Path, env: dict) -> list[dict]:
                             "--path-output", str(tmp / "book")]], env),
         ]
     one_thread = env | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return [
-        timed("mini sweep, seed 0", [[vitcf, "sweep", "--preset", "mini", "--quiet", "--results-dir", mini,
-                                      *SWEEP_FLAGS]], env),
-        timed("mini sweep, seeds 1 2", [[vitcf, "sweep", "--preset", "mini", "--seeds", "1", "2", "--forgetting-steps",
-                                         "--quiet", "--results-dir", mini, *SWEEP_FLAGS]], env),
-        timed("mini design space", [[vitcf, "sweep", "--preset", "mini", "--grid", "design", "--quiet",
-                                     "--results-dir", mini, *SWEEP_FLAGS]], env),
-        timed("mini analyses", [[vitcf, "analyse", "--preset", "mini", "--only", only, "--quiet", "--results-dir", mini]
-                                for only in ("reversibility", "interpolation")], one_thread),
+    steps = [
+        ("mini sweep, seed 0", [[vitcf, "sweep", "--preset", "mini", "--quiet", "--results-dir", mini, *SWEEP_FLAGS]],
+         env),
+        ("mini sweep, seeds 1 2", [[vitcf, "sweep", "--preset", "mini", "--seeds", "1", "2", "--forgetting-steps",
+                                    "--quiet", "--results-dir", mini, *SWEEP_FLAGS]], env),
+        ("mini design space", [[vitcf, "sweep", "--preset", "mini", "--grid", "design", "--quiet",
+                                "--results-dir", mini, *SWEEP_FLAGS]], env),
+        ("mini analyses", [[vitcf, "analyse", "--preset", "mini", "--only", only, "--quiet", "--results-dir", mini]
+                           for only in ("reversibility", "interpolation")], one_thread),
     ]
+    return [timed(*step) for step in steps[skip:]]
 
 
 def main() -> int:
@@ -86,6 +102,10 @@ def main() -> int:
     weights.add_argument("--stand-in", action="store_true", help="time with a random-init mini backbone")
     parser.add_argument("--job", choices=tuple(TARGETS), default="book", help="which make target to time")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/<job>_budget.json")
+    parser.add_argument("--results-root", default=None, type=Path,
+                        help="run into this results root (e.g. results) and keep the records, instead of a temporary "
+                             "folder; it must hold no mini record yet, except, for --job extended, those the book "
+                             "job's timed run made there (its seed-0 sweep time is then counted, not re-run)")
     args = parser.parse_args()
     out = args.out or str(REPO / "benchmarks" / "results" / f"{args.job}_budget.json")
 
@@ -93,22 +113,28 @@ def main() -> int:
 
     from vitcf import records
     from vitcf.backbones import WEIGHTS_ENV, create_backbone, pretrained_weights_path
-    from vitcf.checkpoints import save_state_dict
+    from vitcf.checkpoints import save_state_dict, sha256
 
     bin_dir = Path(sys.executable).parent
+    earlier = []
+    if args.results_root is not None:
+        earlier = reused_steps(args.job, args.results_root.resolve())
     with tempfile.TemporaryDirectory(prefix=f"vitcf-{args.job}-budget-") as tmp:
         tmp = Path(tmp)
-        env = os.environ | {"VITCF_RESULTS": str(tmp / "results")}
+        results = args.results_root.resolve() if args.results_root is not None else tmp / "results"
+        env = os.environ | {"VITCF_RESULTS": str(results)}
         env.pop("VITCF_BOOK_PRESET", None)
-        if args.stand_in:
-            save_state_dict(create_backbone("mini"), tmp / "weights" / "mini.safetensors")
+        if args.stand_in:  # with the card that `vitcf pretrain` would write (the sha256 is checked against it)
+            stand_in = save_state_dict(create_backbone("mini"), tmp / "weights" / "mini.safetensors")
+            records.write_json(tmp / "weights" / "mini.json", {"weights": {"file": stand_in.name,
+                                                                         "sha256": sha256(stand_in)}})
             env[WEIGHTS_ENV] = str(tmp / "weights")
         elif args.weights_dir:
             env[WEIGHTS_ENV] = args.weights_dir
         if WEIGHTS_ENV in env:  # this process resolves the weights as the steps will
             os.environ[WEIGHTS_ENV] = env[WEIGHTS_ENV]
         weights = pretrained_weights_path("mini")  # fails here, naming the file, when there are none
-        steps = job_steps(args.job, bin_dir, tmp, env)
+        steps = earlier + job_steps(args.job, bin_dir, results, tmp, env, skip=len(earlier))
     total = sum(step["seconds"] for step in steps)
     target = TARGETS[args.job]
     summary = {
@@ -116,6 +142,7 @@ def main() -> int:
                    + (" --stand-in" if args.stand_in else ""),
         "job": f"make {args.job}",
         "weights": "random-init stand-in" if args.stand_in else str(weights),
+        "results_root": None if args.results_root is None else str(args.results_root),
         "steps": steps,
         "total_seconds": round(total, 1),
         "target_seconds": target,

@@ -113,3 +113,23 @@ def test_cli_analyse_runs_and_refuses_bad_names(tmp_path, capsys):
     assert main(["analyse", "--preset", "smoke", "--only", "interpolation", "--results-dir", str(folder),
                  "--quiet"]) == 0
     assert "interpolation LoRA r=8 seed 0: exists, skipped" in capsys.readouterr().out
+
+
+def test_analyses_reuse_the_weights_their_run_kept(tmp_path):
+    from vitcf.study import plan_run, trained_path
+
+    kept = run("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "swept", progress=False)  # with its curve
+    plan = plan_run("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "swept", forgetting_steps=())
+    assert trained_path(plan).is_file() and kept["run"] == plan.path.stem
+    loaded = reversibility("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "swept", progress=False)
+    retrained = reversibility("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "fresh", progress=False)
+    assert loaded["trained"].startswith("loaded from weights/") and retrained["trained"] == "fine-tuned"
+    assert loaded["states"] == retrained["states"]  # the probes during training do not change what is learnt
+    # Weights kept by a run with another schedule never stand in: the run is fine-tuned again.
+    short = run("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "other", progress=False, steps=3)
+    short_plan = plan_run("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "other", steps=3)
+    default = plan_run("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "other", forgetting_steps=())
+    assert short["run"] != default.path.stem
+    trained_path(default).write_bytes(trained_path(short_plan).read_bytes())
+    assert interpolation("smoke", "lora", {"r": 8}, seed=0, alphas=(0, 1), results_dir=tmp_path / "other",
+                         progress=False)["trained"] == "fine-tuned"

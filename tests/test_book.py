@@ -290,3 +290,78 @@ def test_the_interpolation_slider_moves_the_marked_points(book):
         with redrawn(page, chart):
             slider.evaluate(MOVE_SLIDER, "0")
         assert chart.evaluate(marked) != at_one
+
+
+# --- every page as a reader sees it -----------------------------------------------------------------
+
+# Every drawn mark of every chart: a line needs a visible stroke, a bar a visible fill, a point either.
+READ_MARKS = """() => {
+  const visible = v => v !== null && v !== '' && v !== 'none' && v !== 'transparent';
+  const shown = (node, attr) => visible(node.getAttribute(attr)) && node.getAttribute(attr + '-opacity') !== '0';
+  const out = {lines: 0, unstroked: [], points: 0, bars: 0, unfilled: []};
+  for (const g of document.querySelectorAll('svg.marks g.mark-line, svg.marks g.mark-trail')) {
+    for (const p of g.querySelectorAll(':scope > path')) {
+      out.lines++;
+      if (!shown(p, 'stroke')) out.unstroked.push(g.getAttribute('class'));
+    }
+  }
+  for (const g of document.querySelectorAll('svg.marks g.mark-symbol, svg.marks g.mark-rect')) {
+    const bar = g.classList.contains('mark-rect');
+    for (const p of g.querySelectorAll(':scope > path')) {
+      bar ? out.bars++ : out.points++;
+      if (!(shown(p, 'fill') || (!bar && shown(p, 'stroke')))) out.unfilled.push(g.getAttribute('class'));
+    }
+  }
+  return out;
+}"""
+PYTHON_REPR = re.compile(r"<[\w.]+ object>|<[\w.]+ object at 0x[0-9a-f]+>|object at 0x[0-9a-f]+")
+
+
+def read_every_page(html: Path) -> dict:
+    """Open every page of the built book offline in Chromium; per page: its marks once every chart has
+    drawn, its text, whether it typesets math, and what it requested that is not local."""
+    from playwright.sync_api import sync_playwright
+
+    seen = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            for name in TOC_PAGES:
+                page, requests = browser.new_page(), []
+                listen(page, requests)
+                page.goto((html / f"{name}.html").as_uri())
+                page.wait_for_load_state("load")
+                charts = page.locator(f"div.{plots.CHART_CLASS}")
+                for chart in charts.all():
+                    chart.locator("svg.marks").wait_for(timeout=20_000)
+                page.wait_for_timeout(300)  # MathJax typesets after load
+                seen[name] = {
+                    "charts": charts.count(), "marks": page.evaluate(READ_MARKS),
+                    "text": page.locator("article").inner_text(),
+                    "raw_math": page.locator("article .math").count()
+                    - page.locator("article .math mjx-container").count(),
+                    "math": page.locator("article mjx-container").count(),
+                    "remote": [u for u in requests if not u.startswith(("file://", "data:", "blob:"))],
+                }
+                page.close()
+        finally:
+            browser.close()
+    return seen
+
+
+@needs_chromium
+def test_every_page_draws_its_marks_and_shows_no_python_object(book):
+    html, _, _ = book
+    seen = read_every_page(html)
+    assert set(seen) == set(TOC_PAGES)
+    assert sum(page["charts"] for page in seen.values()) >= 5
+    for name, page in seen.items():
+        marks = page["marks"]
+        assert marks["unstroked"] == [] and marks["unfilled"] == [], (name, marks)
+        assert PYTHON_REPR.search(page["text"]) is None, (name, PYTHON_REPR.search(page["text"])[0])
+        assert page["remote"] == [], (name, page["remote"])  # the math renderer and the charts are local
+        assert page["raw_math"] == 0, name  # every formula typeset, none left as TeX
+    charted = [seen[name]["marks"] for name in TOC_PAGES if seen[name]["charts"]]
+    assert all(m["lines"] + m["points"] + m["bars"] > 0 for m in charted)
+    assert seen["notebooks/mini_study"]["marks"]["lines"] > 0  # the forgetting curves are drawn
+    assert seen["book/methods"]["math"] > 0  # the methods page's formulas, typeset offline

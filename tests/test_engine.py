@@ -85,7 +85,12 @@ def test_run_names_and_listing(tmp_path):
     records.write_json(tmp_path / "b.json", {"run": "b"})
     records.write_json(tmp_path / "a.json", {"run": "a"})
     records.write_json(tmp_path / "c.error.json", {"run": "c", "error": "boom"})
-    assert [r["run"] for r in records.read_records(tmp_path)] == ["a", "b"]
+    # Neither baseline.json nor a failed run's error file is a run record; these two lack every field
+    # the book reads, so they are listed as invalid, by name, and never returned as records.
+    valid, invalid = records.scan(tmp_path)
+    assert valid == [] == records.read_records(tmp_path)
+    assert [p.name for p, _ in invalid] == ["a.json", "b.json"]
+    assert invalid[0][1] == "schema version None, this code reads version 1"
 
 
 @pytest.fixture

@@ -258,3 +258,24 @@ def test_local_cpu_jobs_share_the_cores_out(monkeypatch):
     assert ExecutorConfig("local").cpu_threads() is None  # one job: torch's own default
     assert ExecutorConfig("local", jobs=2, gpus=(0, 1)).cpu_threads() is None
     assert ExecutorConfig("slurm", time_min=5).cpu_threads() is None and ExecutorConfig().cpu_threads() is None
+
+
+def test_one_direction_between_the_sweep_and_its_executors():
+    """records, claims < runner < executors < sweep: no module imports one that sits above it."""
+    layers = ["records", "claims", "runner", "executors", "sweep"]
+    package = Path(vitcf.sweep.__file__).parent
+
+    def imported(name):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):  # at any depth: a function-level import is still a dependency
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vitcf."):
+                found.add(node.module.split(".")[1])
+        return found
+
+    for index, name in enumerate(layers):
+        above = set(layers[index + 1:]) & imported(name)
+        assert not above, f"vitcf/{name}.py imports {sorted(above)}, which sit above it"
+    assert "claims" not in imported("records") and "runner" not in imported("claims")

@@ -126,7 +126,7 @@ def card(**changes):
 def test_the_provenance_table_reads_the_card(tmp_path, monkeypatch):
     table = report.provenance(card())
     assert table.loc["k-NN accuracy, k=20", ""] == "88.25% (random init: 65.60%)"
-    assert table.loc["wall time", ""] == "20.5 min (4,878 images/s)"
+    assert table.loc["wall time", ""] == "20.5 min (4,878 images/s while training)"
     assert table.loc["quality bar", ""] == "met (k=20 at least 88.0%)"
     assert "60,000 fashion_mnist training images (labels unused), 100 epochs, batch 512" in table.loc["pre-training", ""]
     missed = report.provenance(card(quality_bar={"k": 20, "min_accuracy": 88.0, "met": False}))
@@ -135,6 +135,40 @@ def test_the_provenance_table_reads_the_card(tmp_path, monkeypatch):
     (tmp_path / "mini.json").write_text(json.dumps(card()))
     assert report.weights_card("mini") == card() and report.weights_card("micro") is None
     assert report.backbone_view(get_preset("mini")).equals(table)
+
+
+def test_the_backbone_section_says_plainly_how_good_the_weights_are():
+    curve = {"protocol": "subset", "epochs": [{"epoch": 1, "loss": 4.0, "knn": 60.0}, {"epoch": 2, "loss": 3.5,
+                                                                                       "knn": 70.0}]}
+    knn = {"protocol": "weighted k-NN", "pretrained": {"20": 82.0}, "random_init": {"20": 65.6},
+           "raw_pixels": {"20": 84.6}}
+    bar = {"k": 20, "min_accuracy": 85.0, "met": False, "stretch_accuracy": 88.0, "stretch_met": False,
+           "fallback_margin": 15.0, "fallback_met": True, "shippable": True}
+    weak = card(knn=knn, quality_bar=bar, learning_curve=curve, wall_seconds=4800.0)
+    note = report.backbone_note(weak)
+    assert "**82.00%**" in note and "65.60%" in note and "84.60% for the raw pixels" in note
+    assert "**That is 3.00 points short of the project's bar of 85.0%**" in note
+    assert "2.60 points below the raw pixels" in note and "which it meets" in note
+    assert report.provenance(weak).loc["quality bar", ""].startswith("NOT met (k=20 at least 85.0%); shipped under")
+    assert report.provenance(weak).loc["wall time", ""].startswith("80.0 min")
+    assert "2.60 points below the raw pixels' 84.60%" in report.pixels_comparison(weak)
+    good = card(knn=knn | {"pretrained": {"20": 88.5}}, quality_bar=bar | {"met": True, "stretch_met": True})
+    assert report.backbone_note(good).endswith("That meets the project's bar of 85.0%.")
+    assert "stretch goal of 88.0% met" in report.provenance(good).loc["quality bar", ""]
+    from vitcf import plots
+
+    assert list(plots.pretrain_curve_frame(weak)["knn"]) == [60.0, 70.0]
+    spec = plots.pretrain_curve_chart(weak).to_dict()
+    assert len(spec["hconcat"]) == 2
+    with pytest.raises(ValueError, match="no learning curve"):
+        plots.pretrain_curve_chart(card())
+
+
+def test_the_protocol_table_summarises_the_grids():
+    table = report.protocol_table(get_preset("paper"))
+    assert table.loc["design", "value"].endswith("design points (the design-space page shows them)")
+    assert table.loc["grid", "value"].startswith("10 configurations")
+    assert "{" not in table.loc["design", "value"]
 
 
 def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypatch):
@@ -293,3 +327,21 @@ def test_the_domains_table_gives_each_configurations_mean_or_what_to_run(smoke_r
     assert row["pre-training k-NN k=20 (%)"] == round(linear["pretrain_knn"].mean(), 2)
     assert set(table.loc["paper-dtd"].index) == {"Linear", "LoRA r=8", "Block exp. p=2"}
     assert table.loc[("paper-food101", "-"), "note"] == "no records yet: vitcf sweep --preset paper-food101"
+
+
+def test_the_papers_claims_hold_on_its_numbers_and_are_tested_on_ours():
+    paper = report.paper_chart_frame()
+    assert [c["holds"] for c in findings.claims(paper)] == [True] * 5
+    swapped = paper.copy()  # make LoRA r=8 forget more than full fine-tuning
+    swapped.loc[swapped["label"] == "LoRA r=8", "pretrain_knn"] = 10.0
+    swapped = swapped.assign(drop=swapped["pretrain_knn_baseline"] - swapped["pretrain_knn"])
+    verdicts = {c["claim"]: c for c in findings.claims(swapped)}
+    assert verdicts["Full fine-tuning forgets the pre-training domain the most"]["holds"] is False
+    assert "LoRA r=8 (10.00%)" in verdicts["Full fine-tuning forgets the pre-training domain the most"]["evidence"]
+    table = findings.claims_table(paper, swapped)
+    assert table.loc["Full fine-tuning forgets the pre-training domain the most", "our runs"] == "does not hold"
+    note = findings.agreement_note(paper, swapped)
+    assert note.startswith("Of the paper's 5 headline claims tested here, our runs agree on 4.")
+    assert "*Full fine-tuning forgets the pre-training domain the most* (holds in the paper, does not hold" in note
+    missing = findings.claims(paper[paper["family"] != "LoRA"])
+    assert all(c["holds"] is None for c in missing)

@@ -84,7 +84,9 @@ def test_existing_record_is_skipped_unless_forced(tmp_path):
     assert plan.path.stat().st_mtime_ns == stamp
     execute(plan, force=True, progress=False)
     assert plan.path.stat().st_mtime_ns != stamp
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json", "baseline_head.safetensors", "linear_seed0.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json", "baseline_head.safetensors", "linear_seed0.json",
+                                                          "weights"]  # the fine-tuned tensors, for the analyses
+    assert [p.name for p in (tmp_path / "weights").iterdir()] == ["linear_seed0.safetensors"]
 
 
 def test_paper_faithful_selects_on_the_test_split(tmp_path):

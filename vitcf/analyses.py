@@ -8,6 +8,10 @@ both domains, with the trained classifier kept throughout:
     merged   - LoRA only: the adapter folded into the weights (one plain ViT, no extra inference cost)
     removed  - the adapter unloaded / the added blocks dropped: the pre-trained backbone again
 
+Both analyses start from the run's fine-tuned model: the weights its sweep kept under
+results/<preset>/weights/ when they match the run exactly (`study.trained_or_loaded`), else a new
+fine-tuning with the same settings; the record says which (`trained`).
+
 The new domain is read with the trained classifier in every state, so "removed" also says how much
 of the new task the classifier alone keeps on the pre-trained features.
 
@@ -27,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import records
-from .study import build_model, new_domain_accuracy, plan_run, probe_scores, train_planned
+from .study import build_model, new_domain_accuracy, plan_run, probe_scores, trained_or_loaded
 
 ANALYSES = ("reversibility", "interpolation")
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -56,6 +60,7 @@ def _write_record(path: Path, analysis: str, plan, trained, results: dict) -> di
         "hparams": plan.method.hparams,
         "seed": plan.seed,
         "baseline": {"knn": trained.base["knn"], "linear_head": trained.base["linear_head"]},
+        "trained": trained.source,
         **results,
         "environment": records.environment(plan.device),
     }
@@ -84,9 +89,9 @@ def reversibility(preset: str, method: str, hparams: dict | None = None, seed: i
     plan = plan_run(preset, method, hparams, seed, results_dir=results_dir, device=device, forgetting_steps=())
     _check_reversible(plan.method)
     path = _record_path(plan, "reversibility")
-    if path.exists() and not force:
-        return records.read_json(path) | {"skipped": True}
-    trained = train_planned(plan, progress=progress)
+    if not force and (found := records.existing(path, "analysis", on_invalid=print)) is not None:
+        return found | {"skipped": True}
+    trained = trained_or_loaded(plan, progress=progress)
     scored = {name: _score(trained, plan, model) for name, model in states(plan.method, trained.model).items()}
     return _write_record(path, "reversibility", plan, trained, {"states": scored})
 
@@ -121,9 +126,9 @@ def interpolation(preset: str, method: str, hparams: dict | None = None, seed: i
         raise ValueError(f"interpolation: method {plan.method.name!r} cannot be interpolated; allowed: "
                          f"{', '.join(INTERPOLABLE)}")
     path = _record_path(plan, "interpolation")
-    if path.exists() and not force:
-        return records.read_json(path) | {"skipped": True}
-    trained = train_planned(plan, progress=progress)
+    if not force and (found := records.existing(path, "analysis", on_invalid=print)) is not None:
+        return found | {"skipped": True}
+    trained = trained_or_loaded(plan, progress=progress)
     tuned = plan.method.merge(copy.deepcopy(trained.model)) if hasattr(plan.method, "merge") else trained.model
     tuned = tuned.to(plan.device)
     start = build_model(plan.preset, plan.weights, trained.new_test.num_classes, plan.seed).to(plan.device)

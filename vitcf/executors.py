@@ -7,9 +7,9 @@
 
 The engine is submitit, the library DINO submits its jobs with: it pickles each job, starts it,
 keeps its logs under `<results>/logs/` and hands back its result. What a job does is what the
-inline sweep does for one run, `vitcf.sweep.run_one`: skip a recorded run, claim it, execute the
-notebook into `<run>.ipynb` (whose kernel writes `<run>.json`) or write `<run>.error.json`. So a
-record does not depend on the executor, and neither do the sweep's guarantees:
+inline sweep does for one run, `vitcf.runner.run_one`: skip a validly recorded run, claim it,
+execute the notebook into `<run>.ipynb` (whose kernel writes `<run>.json`) or write
+`<run>.error.json`. So a record does not depend on the executor, and neither do the sweep's guarantees:
 
 - resumable: a recorded run, or one a live holder claims, is reported skipped and not submitted;
 - no duplicated records: a job claims its run before executing it (see `vitcf.sweep`);
@@ -20,7 +20,8 @@ record does not depend on the executor, and neither do the sweep's guarantees:
   reads, whatever process or node wrote them (on a cluster it must be on a shared file system, as
   the log folder must).
 
-submitit is imported only when a job is submitted or run, so `import vitcf` never needs it.
+submitit is imported only when a job is submitted or run, so `import vitcf` never needs it. This
+module uses `vitcf.runner` and `vitcf.claims` and is used by `vitcf.sweep`, never the other way round.
 """
 
 from __future__ import annotations
@@ -36,7 +37,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sweep import _ANSI, RunOutcome, SweepRun, _papermill, already_handled, release, run_one, write_error
+from .claims import release
+from .runner import (
+    _ANSI,
+    BaselineClaim,
+    RunOutcome,
+    SweepRun,
+    _valid,
+    already_handled,
+    papermill,
+    run_one,
+    write_error,
+)
 
 EXECUTORS = ("inline", "local", "slurm")
 # The options each executor takes (field names); FLAGS spells them as the command line does.
@@ -246,12 +258,16 @@ def run_job(run: SweepRun, notebook: Path, kernel_name: str | None, time_limit_m
 
     if threads is not None:
         os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+        import torch
+
+        torch.set_num_threads(threads)  # this process may compute the baseline probe (`ensure_baseline`)
 
     env = submitit.JobEnvironment()
     job = {"executor": env.cluster, "id": env.job_id, "host": env.hostname,
            "stdout": str(env.paths.stdout), "stderr": str(env.paths.stderr)}
-    outcome = run_one(run, notebook, _papermill(), kernel_name, job=job, time_limit_min=time_limit_min)
-    return {"status": outcome.status, "seconds": outcome.seconds, "message": outcome.message}
+    outcome = run_one(run, notebook, papermill(), kernel_name, job=job, time_limit_min=time_limit_min)
+    return {"status": outcome.status, "seconds": outcome.seconds, "message": outcome.message,
+            "notes": list(outcome.notes)}
 
 
 def run_jobs(runs: list[SweepRun], config: ExecutorConfig, notebook: Path, kernel_name: str | None,
@@ -320,18 +336,24 @@ def collect(job, run: SweepRun, config: ExecutorConfig, seconds: float) -> RunOu
             what = "failed outside its run" if type(err).__name__ == "FailedJobError" else "ended without a result"
             return _lost(job, run, config, seconds, type(err).__name__, what, _ANSI.sub("", str(err)))
     finally:
-        release(run, {"id": job.job_id})  # a job that was killed could not remove its claim
-    return RunOutcome(run, result["status"], result["seconds"], result["message"], job.job_id)
+        # a job that was killed could not remove its claims: the run's, and the baseline's if it held it
+        for target in (run, BaselineClaim(run.record.parent)):
+            release(target, {"id": job.job_id})
+    return RunOutcome(run, result["status"], result["seconds"], result["message"], job.job_id,
+                      tuple(result.get("notes", ())))
 
 
 def _lost(job, run: SweepRun, config: ExecutorConfig, seconds: float, kind: str, what: str, log: str) -> RunOutcome:
-    if run.record.exists():  # killed after its record was written: the run is whole
+    if _valid(run.record):  # killed after its record was written: the run is whole
         return RunOutcome(run, "done", seconds, job_id=job.job_id)
     state = job.state
-    message = f"job {job.job_id} {what} (state {state}); its log: {job.paths.stderr}"
+    message = f"job {job.job_id} of {run.record} {what} (state {state}); its log: {job.paths.stderr}"
     error = {"type": kind, "message": message, "traceback": log, "cell": None, "raised_by": kind}
-    write_error(run, error, seconds, {"executor": config.name, "id": job.job_id, "state": state,
-                                      "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)})
+    try:
+        write_error(run, error, seconds, {"executor": config.name, "id": job.job_id, "state": state,
+                                          "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)})
+    except OSError as err:  # a full disk: the failure is still reported, with both causes
+        message += f"; the error file could not be written either: {err}"
     return RunOutcome(run, "failed", seconds, f"{kind}: {message}", job.job_id)
 
 

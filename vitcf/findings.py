@@ -308,3 +308,78 @@ def design_note(frame: pd.DataFrame) -> str:
                      f"learnt most at {learnt['value']} ({learnt['new_domain_accuracy']:.2f}% on the new "
                      f"domain){trend}.")
     return "\n".join(lines) if lines else "*Every recorded axis has a single value so far.*"
+
+
+# --- the paper's claims, tested on its numbers and on ours -------------------------------------------
+
+def claims(frame: pd.DataFrame) -> list[dict]:
+    """The paper's headline claims, each tested on `frame` (the paper's reported numbers, or our records):
+    [{"claim", "holds" (bool, or None when the rows are missing), "evidence"}]."""
+    summary = label_summary(frame).set_index("label")
+    fam = {name: summary[summary["family"] == name] for name in ("standard", "LoRA", "block expansion")}
+    out = []
+
+    def add(claim, needed, test):
+        if not all(label in summary.index for label in needed) or any(f.empty for f in fam.values()):
+            out.append({"claim": claim, "holds": None, "evidence": "rows missing from these records"})
+            return
+        holds, evidence = test()
+        out.append({"claim": claim, "holds": bool(holds), "evidence": evidence})
+
+    def most_forgetting():
+        worst = summary["pretrain_knn"].idxmin()
+        return worst == "Full", (f"lowest pre-training-domain k-NN: {worst} ({summary.loc[worst, 'pretrain_knn']:.2f}%); "
+                                 f"Full {summary.loc['Full', 'pretrain_knn']:.2f}%")
+
+    def blocks_keep():
+        lora, blocks = fam["LoRA"], fam["block expansion"]
+        return blocks["drop"].max() < lora["drop"].min(), (
+            f"block expansion drops {blocks['drop'].min():.2f} to {blocks['drop'].max():.2f} points, "
+            f"LoRA {lora['drop'].min():.2f} to {lora['drop'].max():.2f}")
+
+    def match_full(name):
+        def test():
+            best = fam[name]["new_domain_accuracy"].idxmax()
+            value, full = summary.loc[best, "new_domain_accuracy"], summary.loc["Full", "new_domain_accuracy"]
+            return value >= full, f"best {name} ({best}) {value:.2f}% against Full {full:.2f}% on the new domain"
+        return test
+
+    def linear_worst_learner():
+        worst = summary["new_domain_accuracy"].idxmin()
+        return worst == "Linear", (f"lowest new-domain accuracy: {worst} "
+                                   f"({summary.loc[worst, 'new_domain_accuracy']:.2f}%)")
+
+    add("Full fine-tuning forgets the pre-training domain the most", ["Full"], most_forgetting)
+    add("Every block expansion forgets less than every LoRA", [], blocks_keep)
+    add("LoRA reaches Full fine-tuning's new-domain accuracy or better", ["Full"], match_full("LoRA"))
+    add("Block expansion reaches Full fine-tuning's new-domain accuracy or better", ["Full"],
+        match_full("block expansion"))
+    add("Linear fine-tuning learns the new domain least", ["Linear"], linear_worst_learner)
+    return out
+
+
+def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame:
+    """Each claim: holds or not on the paper's numbers and on ours, with the evidence."""
+    def word(holds):
+        return "-" if holds is None else ("holds" if holds else "does not hold")
+
+    rows = []
+    theirs = claims(paper)
+    mine = claims(ours) if ours is not None else [{"holds": None, "evidence": "no records"}] * len(theirs)
+    for p, o in zip(theirs, mine):
+        rows.append({"claim": p["claim"], "paper": word(p["holds"]), "paper's numbers": p["evidence"],
+                     "our runs": word(o["holds"]), "our numbers": o["evidence"]})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame) -> str:
+    """Where our runs agree with the paper's claims and where they do not (Markdown)."""
+    table = claims_table(paper, ours)
+    same = table[table["paper"] == table["our runs"]]
+    differ = table[(table["paper"] != table["our runs"]) & (table["our runs"] != "-")]
+    text = f"Of the paper's {len(table)} headline claims tested here, our runs agree on {len(same)}"
+    if differ.empty:
+        return text + "."
+    return text + ". They disagree on: " + "; ".join(
+        f"*{claim}* ({row['paper']} in the paper, {row['our runs']} in ours: {row['our numbers']})"
+        for claim, row in differ.iterrows()) + "."

@@ -340,8 +340,36 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
         text="'after training step ' + datum.step").mark_text(align="right", baseline="top", fontSize=12).encode(
         text="text:N", x=alt.value(440), y=alt.value(-18))
     top = alt.layer(lines, rule).properties(width=440, height=300, title="Forgetting during fine-tuning")
-    return alt.vconcat(top, alt.layer(bars, caption).properties(width=440)).add_params(pick, at).properties(
-        background=BACKGROUND)
+    # The curves colour by method, the bars by family: two colour scales. Shared (Vega-Lite's default for
+    # concatenated views) they merge into one whose domain matches no line, and the lines draw unstroked.
+    return alt.vconcat(top, alt.layer(bars, caption).properties(width=440)).add_params(pick, at).resolve_scale(
+        color="independent").properties(background=BACKGROUND)
+
+
+# --- the backbone's pre-training ------------------------------------------------------------------
+
+def pretrain_curve_frame(card: dict) -> pd.DataFrame:
+    """The card's learning curve: one row per epoch with the loss and the subset k-NN accuracy."""
+    epochs = (card.get("learning_curve") or {}).get("epochs") or []
+    return pd.DataFrame(epochs, columns=["epoch", "loss", "knn"])
+
+
+def pretrain_curve_chart(card: dict):
+    """k-NN accuracy of the teacher after every pre-training epoch (left) and the DINO loss (right)."""
+    frame = pretrain_curve_frame(card)
+    if frame.empty:
+        raise ValueError("the card has no learning curve (learning_curve.epochs); it predates per-epoch probing")
+    x = alt.X("epoch:Q", title="Pre-training epoch", axis=alt.Axis(tickMinStep=1))
+    knn = alt.Chart(frame).mark_line(point=True, color=FAMILY_COLOURS["standard"]).encode(
+        x=x, y=alt.Y("knn:Q", title="k-NN accuracy, subset probe (%)", scale=alt.Scale(zero=False)),
+        tooltip=["epoch:Q", alt.Tooltip("knn:Q", title="k-NN accuracy", format=".2f"),
+                 alt.Tooltip("loss:Q", format=".3f")],
+    ).properties(width=300, height=220, title="Feature quality")
+    loss = alt.Chart(frame).mark_line(point=True, color=FAMILY_COLOURS["LoRA"]).encode(
+        x=x, y=alt.Y("loss:Q", title="DINO loss (mean over the epoch)", scale=alt.Scale(zero=False)),
+        tooltip=["epoch:Q", alt.Tooltip("loss:Q", format=".3f")],
+    ).properties(width=300, height=220, title="Training loss")
+    return alt.hconcat(knn, loss).properties(background=BACKGROUND)
 
 
 # --- static figure for print (seaborn) ----------------------------------------------------------

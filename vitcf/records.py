@@ -2,18 +2,27 @@
 
 A record holds the fully resolved configuration, the exact trainable count, the metrics, timings,
 the device, library versions and the git commit. It is written to a temporary file and renamed into
-place, so a crash leaves either the whole record or none.
+place, so a crash leaves either the whole record or none; a write that fails (disk full, read-only
+folder) leaves the previous file as it was and raises `RecordWriteError` naming the file and the cause.
+Files get the permissions of the user's umask, like any file the user writes.
+
+A record is trusted only once it is valid (`check`): it parses, carries this code's schema version
+where its kind has one, and holds every field the book reads (`REQUIRED`). `scan` sorts a folder's
+records into valid ones and invalid ones with the reason; `move_aside` keeps an invalid record under
+`invalid/` beside it, never deleting it, so the run can be made again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
 import platform
 import subprocess
 from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,6 +30,27 @@ import torch
 from .checkpoints import atomic_path
 
 RESULTS_ROOT = Path("results")
+# The run record's format version (the record's "schema" key; vitcf.study writes it). A record of
+# another version is invalid: the book would misread it.
+SCHEMA = 1
+INVALID_DIR = "invalid"  # where `move_aside` keeps invalid records, inside their folder
+# The fields the book reads, per kind of record (dotted paths into nested objects). A record lacking
+# one cannot be shown, so it is invalid. "schema" is checked where a kind carries it (see `check`).
+REQUIRED = {
+    "run": ("schema", "run", "preset", "method", "family", "label", "hparams", "seed", "trainable_params",
+            "config.selection", "config.train.lr", "metrics.new_domain_accuracy", "metrics.knn",
+            "metrics.knn_baseline", "metrics.linear_head.after", "metrics.linear_head.baseline",
+            "timings.train_seconds", "timings.eval_seconds", "timings.total_seconds", "timings.images_per_second",
+            "environment.hardware"),
+    "baseline": ("key", "preset", "width", "num_classes", "bank_size", "query_size", "knn", "linear_head"),
+    "analysis": ("analysis", "run", "preset", "method", "family", "label", "hparams", "seed", "baseline.knn"),
+    "card": ("backbone", "architecture", "seed", "config.epochs", "config.batch_size", "data.images", "data.dataset",
+             "environment.hardware", "environment.git_commit", "train_seconds", "images_per_second",
+             "quality_bar.k", "quality_bar.met", "quality_bar.min_accuracy", "knn.pretrained", "knn.random_init",
+             "knn.protocol", "weights.file", "weights.bytes", "weights.sha256", "created_at"),
+}
+# Each analysis's own results (vitcf.analyses).
+ANALYSIS_REQUIRED = {"reversibility": ("states",), "interpolation": ("points",)}
 _LIBRARIES = ("vitcf", "torch", "torchvision", "timm", "peft", "numpy")
 
 
@@ -35,25 +65,160 @@ def run_name(method: str, hparams: dict, seed: int) -> str:
     return "_".join(str(p).replace("/", "-") for p in parts)
 
 
+class RecordWriteError(OSError):
+    """A record could not be written (disk full, read-only folder, ...): the message names the file
+    and the cause; the previous file, if any, is as it was, and no partial file is left."""
+
+
+class InvalidRecordError(ValueError):
+    """A record exists but cannot be trusted: it does not parse, has another schema version, or lacks
+    a field the book reads. `path` and `reason` say which and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"invalid record {self.path}: {reason}")
+
+
 def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """Write `data` as JSON atomically: temp file in the same folder, fsync, rename."""
+    """Write `data` as JSON atomically: temp file in the same folder, fsync, rename.
+
+    Raises `RecordWriteError` (an OSError with the same errno) naming `path` when the write fails.
+    """
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    with atomic_path(path) as tmp, open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except RecordWriteError:
+        raise
+    except OSError as err:
+        cause = err.strerror or str(err)
+        raise RecordWriteError(err.errno or errno.EIO, f"cannot write {path}: {cause} (errno {err.errno}); "
+                               f"the previous file, if any, is unchanged") from err
     return Path(path)
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    return json.loads(Path(path).read_text())
+    """A JSON file's content; a file that does not parse raises `InvalidRecordError` naming it."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidRecordError(path, f"not valid JSON ({err}; {len(text.encode())} bytes, truncated?)") from None
+
+
+def kind_of(path: str | os.PathLike) -> str:
+    """The kind of record a file holds, from its place: "baseline", "analysis" (under analyses/) or
+    "run". A weights card is never guessed (a run kept with --keep-checkpoint has weights beside it
+    too): pass kind="card"."""
+    path = Path(path)
+    if path.name == "baseline.json":
+        return "baseline"
+    if path.parent.name == "analyses":
+        return "analysis"
+    return "run"
+
+
+def _missing(record: dict, fields: tuple[str, ...]) -> list[str]:
+    missing = []
+    for field in fields:
+        value: object = record
+        for part in field.split("."):
+            if not isinstance(value, dict) or part not in value:
+                missing.append(field)
+                break
+            value = value[part]
+    return missing
+
+
+def problem(record: object, kind: str = "run") -> str | None:
+    """Why `record` (parsed JSON) of `kind` cannot be trusted, or None when it is valid."""
+    if kind not in REQUIRED:
+        raise ValueError(f"unknown record kind {kind!r}; allowed: {', '.join(REQUIRED)}")
+    if not isinstance(record, dict):
+        return f"holds a JSON {type(record).__name__}, not an object"
+    if "schema" in record or kind == "run":
+        if record.get("schema") != SCHEMA:
+            return f"schema version {record.get('schema')!r}, this code reads version {SCHEMA}"
+    required = REQUIRED[kind] + (ANALYSIS_REQUIRED.get(record.get("analysis"), ()) if kind == "analysis" else ())
+    missing = _missing(record, required)
+    if missing:
+        return f"lacks field(s) the book reads: {', '.join(missing)}"
+    return None
+
+
+def check(path: str | os.PathLike, kind: str | None = None) -> dict:
+    """The record at `path`, once valid (see `problem`); `InvalidRecordError` naming the file and the
+    reason otherwise. `kind` defaults to `kind_of(path)`; FileNotFoundError if there is no file."""
+    record = read_json(path)
+    reason = problem(record, kind or kind_of(path))
+    if reason is not None:
+        raise InvalidRecordError(path, reason)
+    return record
+
+
+def scan(folder: str | os.PathLike, kind: str = "run") -> tuple[list[dict], list[tuple[Path, str]]]:
+    """The records of `kind` in `folder` by file name: (valid records, [(path, reason)] of invalid ones).
+
+    Run records are `<folder>/*.json` less the baseline and failed runs' `.error.json` files; analysis
+    records are `<folder>/*.json` of an analyses folder. Hidden temp files and the records moved
+    aside under `invalid/` are not looked at. Never raises for a bad record; a missing folder is empty.
+    """
+    folder = Path(folder)
+    valid: list[dict] = []
+    invalid: list[tuple[Path, str]] = []
+    if not folder.is_dir():
+        return valid, invalid
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith(".") or path.name.endswith(".error.json"):
+            continue
+        if kind == "run" and path.name == "baseline.json":
+            continue
+        try:
+            valid.append(check(path, kind))
+        except InvalidRecordError as err:
+            invalid.append((path, err.reason))
+        except OSError as err:  # vanished or unreadable between listing and reading
+            invalid.append((path, f"cannot be read ({err.strerror or err})"))
+    return valid, invalid
 
 
 def read_records(folder: str | os.PathLike) -> list[dict]:
-    """Every run record in `folder`, by name: the baseline, failed runs' `.error.json` files and
-    hidden temp files are excluded."""
-    paths = sorted(Path(folder).glob("*.json"))
-    return [read_json(p) for p in paths if p.name != "baseline.json" and not p.name.endswith(".error.json")]
+    """Every valid run record in `folder`, by name (see `scan`, which also names the invalid ones)."""
+    return scan(folder, "run")[0]
+
+
+def move_aside(path: str | os.PathLike, reason: str) -> Path:
+    """Keep the invalid record at `path` as `<folder>/invalid/<stem>.<UTC time>.json` (never deleted),
+    with the reason beside it in `<same>.reason.txt`; return where it went."""
+    path = Path(path)
+    aside_dir = path.parent / INVALID_DIR
+    aside_dir.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = aside_dir / f"{path.stem}.{stamp}{path.suffix}"
+    os.replace(path, aside)
+    try:
+        aside.with_name(aside.name + ".reason.txt").write_text(f"{path}: {reason}\n")
+    except OSError:
+        pass  # the record is kept either way; the reason was reported by the caller
+    return aside
+
+
+def existing(path: str | os.PathLike, kind: str | None = None,
+             on_invalid: Callable[[str], None] | None = None) -> dict | None:
+    """The valid record at `path`, or None: there is none, or it was invalid and has been moved aside
+    (`move_aside`; `on_invalid` gets a message naming it, the reason and where it went). For code
+    that skips work whose record exists (`vitcf run`, `vitcf analyse`): an invalid one is made again."""
+    try:
+        return check(path, kind)
+    except FileNotFoundError:
+        return None
+    except InvalidRecordError as err:
+        aside = move_aside(path, err.reason)
+        if on_invalid is not None:
+            on_invalid(f"{err}; moved aside to {aside}")
+        return None
 
 
 def git_commit() -> str | None:

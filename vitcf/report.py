@@ -13,6 +13,8 @@ own. The test suite builds the book on the `smoke` preset this way, in seconds.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ class Study:
     baseline: dict | None
     failed: list[str] = field(default_factory=list)  # runs that left an error file and no record
     grid: str = "core"  # the preset's grid these runs belong to (see `load_study`)
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason) of untrusted records
 
     @property
     def empty(self) -> bool:
@@ -74,6 +77,9 @@ class Study:
                     f"was built.")
         if self.failed:
             text += f" {len(self.failed)} run(s) failed and have no record: {', '.join(self.failed)}."
+        if self.invalid:
+            text += (f" **{len(self.invalid)} record(s) in the folder are invalid and not shown:** "
+                     + "; ".join(f"`{name}` ({reason})" for name, reason in self.invalid) + ".")
         if self.overridden:
             text += (f" **This build shows the `{self.preset}` preset in place of this page's `{self.requested}` "
                      f"({PRESET_ENV}={self.preset}); its numbers test the book's wiring and say nothing about "
@@ -101,12 +107,19 @@ def load_study(preset: str, grid: str = "core") -> Study:
     shown = os.environ.get(PRESET_ENV) or preset
     keys = grid_keys(shown, grid)
     folder = results_root() / shown
-    runs = [r for r in records.read_records(folder) if grid_key(r["run"]) in keys] if folder.is_dir() else []
-    baseline = records.read_json(folder / "baseline.json") if (folder / "baseline.json").is_file() else None
+    valid, invalid = records.scan(folder)
+    runs = [r for r in valid if grid_key(r["run"]) in keys]
+    invalid = [(path.name, reason) for path, reason in invalid]
+    baseline = None
+    if (folder / "baseline.json").is_file():
+        try:
+            baseline = records.check(folder / "baseline.json", "baseline")
+        except records.InvalidRecordError as err:
+            invalid.append(("baseline.json", err.reason))
     names = {r["run"] for r in runs}
     errors = (p.name[: -len(".error.json")] for p in folder.glob("*.error.json")) if folder.is_dir() else ()
     failed = sorted(name for name in errors if name not in names and grid_key(name) in keys)
-    return Study(shown, preset, folder, runs, baseline, failed, grid)
+    return Study(shown, preset, folder, runs, baseline, failed, grid, invalid)
 
 
 def missing_runs(study: Study) -> str:
@@ -120,7 +133,7 @@ def missing_runs(study: Study) -> str:
     spec = get_spec(preset.backbone)
     if preset.pretrained and spec.shipped is not None and weights is None:
         text += (f" The `{preset.backbone}` backbone's pre-trained weights are not in this checkout either: "
-                 f"`vitcf pretrain --preset {preset.backbone}` makes them (a GPU job; see the pre-training "
+                 f"`vitcf pretrain --preset {preset.backbone}` makes them (about 80 minutes on two CPU cores; see the pre-training "
                  f"notebook), then `{sweep}` fills this page.")
     else:
         text += f" `{sweep}` fills this page."
@@ -135,7 +148,15 @@ def weights_card(backbone: str) -> dict | None:
     if spec.shipped is None:
         return None
     card = (weights_dir() / spec.shipped).with_suffix(".json")
-    return records.read_json(card) if card.is_file() else None
+    if not card.is_file():
+        return None
+    try:
+        return records.check(card, "card")
+    except records.InvalidRecordError as err:
+        import warnings
+
+        warnings.warn(f"{err}: the book shows no card", stacklevel=2)
+        return None
 
 
 def provenance(card: dict) -> pd.DataFrame:
@@ -143,21 +164,117 @@ def provenance(card: dict) -> pd.DataFrame:
     k = card["quality_bar"]["k"]
     knn = {int(key): value for key, value in card["knn"]["pretrained"].items()}
     random_init = {int(key): value for key, value in card["knn"]["random_init"].items()}
+    pixels = {int(key): value for key, value in card["knn"].get("raw_pixels", {}).items()}
     config = card["config"]
+    wall = card.get("wall_seconds") or card["train_seconds"]
     rows = {
         "backbone": f"{card['backbone']}: {card['architecture']}",
         "pre-training": f"DINO on {card['data']['images']:,} {card['data']['dataset']} training images "
                         f"(labels unused), {config['epochs']} epochs, batch {config['batch_size']}, seed {card['seed']}",
         "hardware": card["environment"]["hardware"],
-        "wall time": f"{card['train_seconds'] / 60:.1f} min ({card['images_per_second']:,.0f} images/s)",
-        f"k-NN accuracy, k={k}": f"{knn[k]:.2f}% (random init: {random_init[k]:.2f}%)",
-        "quality bar": f"{'met' if card['quality_bar']['met'] else 'NOT met'} "
-                       f"(k={k} at least {card['quality_bar']['min_accuracy']}%)",
+        "wall time": f"{wall / 60:.1f} min ({card['images_per_second']:,.0f} images/s while training)",
+        f"k-NN accuracy, k={k}": f"{knn[k]:.2f}% (random init: {random_init[k]:.2f}%"
+                                 + (f"; raw pixels: {pixels[k]:.2f}%)" if k in pixels else ")"),
+        "quality bar": quality_text(card["quality_bar"]),
         "k-NN protocol": card["knn"]["protocol"],
         "weights": f"{card['weights']['file']}, {card['weights']['bytes']:,} bytes, sha256 {card['weights']['sha256']}",
         "made": f"{card['created_at']} at commit {card['environment']['git_commit']}",
     }
     return pd.DataFrame({"": list(rows.values())}, index=pd.Index(list(rows), name="pre-trained backbone"))
+
+
+def quality_text(bar: dict) -> str:
+    """The card's verdict in words: the bar, and below it the fallback it was shipped under."""
+    text = f"{'met' if bar['met'] else 'NOT met'} (k={bar['k']} at least {bar['min_accuracy']}%)"
+    if bar["met"] and "stretch_accuracy" in bar:
+        text += f"; stretch goal of {bar['stretch_accuracy']}% {'met' if bar['stretch_met'] else 'not met'}"
+    elif not bar["met"] and "fallback_margin" in bar:
+        text += (f"; shipped under the fallback rule (at least {bar['fallback_margin']:.0f} points above random "
+                 f"initialisation): {'met' if bar['fallback_met'] else 'NOT met'}")
+    return text
+
+
+def backbone_note(card: dict) -> str:
+    """What the pre-trained backbone is worth as a feature extractor, in plain words (Markdown)."""
+    k = card["quality_bar"]["k"]
+    knn = {int(key): v for key, v in card["knn"]["pretrained"].items()}[k]
+    random_init = {int(key): v for key, v in card["knn"]["random_init"].items()}[k]
+    pixels = {int(key): v for key, v in card["knn"].get("raw_pixels", {}).items()}.get(k)
+    bar = card["quality_bar"]
+    text = (f"After {card['config']['epochs']} epochs of DINO on the CPU ({(card.get('wall_seconds') or card['train_seconds']) / 60:.0f} "
+            f"minutes), the backbone's CLS features reach **{knn:.2f}%** weighted k-NN accuracy (k={k}) on the "
+            f"Fashion-MNIST test split, against {random_init:.2f}% for the same network at random initialisation")
+    text += f" and {pixels:.2f}% for the raw pixels." if pixels is not None else "."
+    if bar["met"]:
+        return text + f" That meets the project's bar of {bar['min_accuracy']}%."
+    gap = bar["min_accuracy"] - knn
+    text += (f" **That is {gap:.2f} points short of the project's bar of {bar['min_accuracy']}%**")
+    if pixels is not None and knn < pixels:
+        text += f", and {pixels - knn:.2f} points below the raw pixels"
+    text += (f": the backbone is shipped under the fallback rule (at least {bar.get('fallback_margin', 15):.0f} points "
+             f"above random initialisation), which it {'meets' if bar.get('fallback_met') else 'does NOT meet'}. "
+             "Its features are a real but weak pre-training: forgetting is measured against what they hold, "
+             "which is less than raw pixels would.")
+    return text
+
+
+def protocol_table(preset) -> pd.DataFrame:
+    """A preset's settings, one row each; the grids are summarised (count and where they are shown)."""
+    rows = {}
+    for key, value in dataclasses.asdict(preset).items():
+        if key == "description":
+            continue
+        if key == "grid":
+            value = f"{len(value)} configurations (the paper's rows: the table of reported results below)"
+        elif key == "design":
+            value = f"{len(value)} design points (the design-space page shows them)"
+        rows[key] = str(value)
+    return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="setting"))
+
+
+def backbone_extras(preset) -> list:
+    """What the backbone section shows below the card: the verdict in words, the learning curve and the
+    recipe search (each only where the card holds it)."""
+    from IPython.display import Markdown
+
+    card = weights_card(preset.backbone) if preset.pretrained else None
+    if card is None:
+        return []
+    from .plots import embed, pretrain_curve_chart, pretrain_curve_frame
+
+    shown = [Markdown(backbone_note(card))]
+    if not pretrain_curve_frame(card).empty:
+        shown += [Markdown(f"**Learning curve.** {card['learning_curve']['protocol'].rstrip('.')}."),
+                  embed(pretrain_curve_chart(card))]
+    table = recipe_table(card)
+    if table is not None:
+        why = (card["recipe_search"].get("chosen") or {}).get("why", "")
+        shown += [Markdown(f"**Recipe search.** {card['recipe_search']['protocol'].rstrip('.')}. {why}"), table]
+    return shown
+
+
+def pixels_comparison(card: dict | None) -> str:
+    """One clause: the backbone's k-NN accuracy against the raw pixels', from its card (Markdown)."""
+    if card is None or "raw_pixels" not in card.get("knn", {}):
+        return "no card with a raw-pixel comparison is in this checkout"
+    k = card["quality_bar"]["k"]
+    ours = {int(key): v for key, v in card["knn"]["pretrained"].items()}[k]
+    pixels = {int(key): v for key, v in card["knn"]["raw_pixels"].items()}[k]
+    relation = "below" if ours < pixels else "above"
+    return (f"its CLS features score {ours:.2f}% under the k-NN probe (k={k}), {abs(ours - pixels):.2f} points "
+            f"{relation} the raw pixels' {pixels:.2f}%")
+
+
+def recipe_table(card: dict) -> pd.DataFrame | None:
+    """The recipe search behind the weights (benchmarks/pretrain_recipes.py), one row per candidate."""
+    search = card.get("recipe_search")
+    if not search:
+        return None
+    chosen = (search.get("chosen") or {}).get("name")
+    rows = [{"candidate": t["name"], "settings changed": ", ".join(f"{k}={v}" for k, v in t["overrides"].items()),
+             "k-NN k=20 (%)": round(t["knn"], 2), "images/s (one thread)": round(t["images_per_second"]),
+             "chosen": "yes" if t["name"] == chosen else ""} for t in search["trials"]]
+    return pd.DataFrame(rows).set_index("candidate")
 
 
 # --- tables ----------------------------------------------------------------------------------------
@@ -260,10 +377,11 @@ def backbone_view(preset) -> object:
 
 def analyses(study: Study) -> dict[str, list[dict]]:
     """The analysis records (vitcf.analyses) in the study's folder, by analysis name."""
-    folder = study.folder / "analyses"
+    valid, invalid = records.scan(study.folder / "analyses", "analysis")
+    study.invalid.extend((f"analyses/{path.name}", reason) for path, reason in invalid
+                         if (f"analyses/{path.name}", reason) not in study.invalid)
     found: dict[str, list[dict]] = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        record = records.read_json(path)
+    for record in valid:
         found.setdefault(record["analysis"], []).append(record)
     return found
 

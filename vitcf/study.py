@@ -11,6 +11,7 @@ nothing and leaves nothing behind.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 
 from . import records
 from .backbones import create_backbone, get_spec, pretrained_weights_path
-from .checkpoints import load_into, save_state_dict, sha256
+from .checkpoints import CheckpointError, atomic_path, load_into, save_state_dict, sha256
 from .data import ImageSet, batches, check_imagenet, holdout_split, imagenet_batches, load_dataset
 from .drift import drift
 from .evaluate import (
@@ -35,7 +36,7 @@ from .params import count_trainable
 from .presets import Preset, get_preset
 from .train import TrainConfig, finetune, input_transform
 
-SCHEMA = 1
+SCHEMA = records.SCHEMA  # the run record's format version (records.check refuses others)
 PROBE_SEED = 0  # the k-NN bank and query subsets are the same for every run of a preset
 LINEAR_HEAD_DECAY = 1e-4  # without it the probe head overfits the memory bank
 HISTORY_POINTS = 200  # loss-curve entries kept in a record (plus every selection evaluation)
@@ -285,7 +286,7 @@ class Trained:
     """A fine-tuned model with everything its evaluation needs (see `train_planned`)."""
 
     model: torch.nn.Module
-    result: object  # train.TrainResult
+    result: object  # train.TrainResult; None when the weights were loaded (`trained_or_loaded`)
     probe: Probe
     head: torch.nn.Linear  # the linear-head probe, fitted on the pre-trained features
     base: dict  # the baseline record
@@ -294,13 +295,25 @@ class Trained:
     over_steps: list[dict]
     selection: str
     started: float
+    source: str = "fine-tuned"  # or where the fine-tuned weights were loaded from
 
 
-def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
-    """Load both domains, compute (or read) the baseline, build the model and fine-tune it."""
-    started = time.perf_counter()
+@dataclass
+class _Prepared:
+    probe: Probe
+    new_test: ImageSet
+    fit_set: ImageSet
+    selection_set: ImageSet
+    selection: str
+    base: dict
+    head: torch.nn.Linear
+    model: torch.nn.Module
+    trainable: int
+
+
+def _prepare(plan: RunPlan, progress: bool) -> _Prepared:
+    """Load both domains, compute (or read) the baseline, build the model with the method applied."""
     preset, device = plan.preset, plan.device
-    # --- data: the new domain (with a selection split) and the pre-training domain probe ---------
     probe = make_probe(preset)
     new_train = load_dataset(preset.new_domain, "train")
     new_test = load_dataset(preset.new_domain, "test")
@@ -310,13 +323,18 @@ def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
         fit_set, selection_set = holdout_split(new_train, preset.holdout_fraction, seed=plan.seed)
         selection = f"held-out {preset.holdout_fraction:.0%} of the train split"
     base, head = baseline(preset, plan.weights, probe, plan.path.parent, device, progress)
-
-    # --- model ---------------------------------------------------------------------------------
     model = build_model(preset, plan.weights, new_train.num_classes, plan.seed)
     model = plan.method.apply(model).to(device)  # LoRA draws its A matrices from the run's seed too
-    trainable = count_trainable(model)
+    return _Prepared(probe, new_test, fit_set, selection_set, selection, base, head, model, count_trainable(model))
 
+
+def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
+    """Load both domains, compute (or read) the baseline, build the model and fine-tune it."""
+    started = time.perf_counter()
+    preset, device = plan.preset, plan.device
+    prep = _prepare(plan, progress)
     over_steps = []
+    probe = prep.probe
     curve = probe.smaller(*preset.curve_probe) if preset.curve_probe and plan.forgetting_steps else probe
 
     def probe_at(step, model):
@@ -324,10 +342,73 @@ def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
             over_steps.append({"step": step, "knn": probe_scores(curve, model, None, device, False)["knn"]})
 
     result = finetune(
-        model, fit_set, selection_set, plan.train,
+        prep.model, prep.fit_set, prep.selection_set, plan.train,
         device=device, generator=torch.Generator().manual_seed(plan.seed), progress=progress, on_step=probe_at,
     )
-    return Trained(model, result, probe, head, base, new_test, trainable, over_steps, selection, started)
+    return Trained(prep.model, result, probe, prep.head, prep.base, prep.new_test, prep.trainable, over_steps,
+                   prep.selection, started)
+
+
+# --- the fine-tuned weights, kept for the analyses ----------------------------------------------
+
+KEEP_TRAINED_MAX_BYTES = 16 * 2**20  # mini runs and paper-scale adapters are kept; a fully tuned ViT-B is not
+
+
+def trained_path(plan: RunPlan) -> Path:
+    """Where a run's fine-tuned (trainable) tensors are kept: <results>/weights/<run>.safetensors."""
+    return plan.path.parent / "weights" / f"{plan.path.stem}.safetensors"
+
+
+def _identity(plan: RunPlan) -> dict:
+    """What the kept weights must have been trained with to stand in for a new fine-tuning."""
+    return json.loads(json.dumps({
+        "schema": SCHEMA, "run": plan.path.stem, "method": plan.method.name, "hparams": plan.method.hparams,
+        "seed": plan.seed, "train": dataclasses.asdict(plan.train), "preset": plan.preset.protocol(),
+        "paper_faithful": plan.paper_faithful, "backbone_sha256": plan.weights["sha256"],
+    }, sort_keys=True, default=str))
+
+
+def keep_trained(plan: RunPlan, model: torch.nn.Module) -> Path | None:
+    """Write the model's trainable tensors (what fine-tuning changed) if they are small enough."""
+    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    if sum(t.numel() * t.element_size() for t in state.values()) > KEEP_TRAINED_MAX_BYTES:
+        return None
+    from safetensors.torch import save_file
+
+    path = trained_path(plan)
+    with atomic_path(path) as tmp:
+        save_file(state, tmp, metadata={"vitcf": json.dumps(_identity(plan), sort_keys=True)})
+    return path
+
+
+def trained_or_loaded(plan: RunPlan, *, progress: bool = True) -> Trained:
+    """The run's fine-tuned model: loaded from the weights its sweep kept when they match the plan
+    exactly (same run, schedule, seed, protocol and backbone), else fine-tuned now."""
+    path = trained_path(plan)
+    if not path.is_file():
+        return train_planned(plan, progress=progress)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "pt") as handle:
+            identity = json.loads((handle.metadata() or {}).get("vitcf", "null"))
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception:  # a truncated or foreign file: fine-tune instead
+        return train_planned(plan, progress=progress)
+    if identity != _identity(plan):
+        return train_planned(plan, progress=progress)
+    started = time.perf_counter()
+    prep = _prepare(plan, progress)
+    params = dict(prep.model.named_parameters())
+    trainable = {name for name, p in params.items() if p.requires_grad}
+    if set(state) != trainable:
+        raise CheckpointError(f"{path} does not hold the trainable tensors of {plan.path.stem}: "
+                              f"differing names {sorted(set(state) ^ trainable)[:8]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+    return Trained(prep.model, None, prep.probe, prep.head, prep.base, prep.new_test, prep.trainable, [],
+                   prep.selection, started, source=f"loaded from {path.parent.name}/{path.name}, kept by its run")
 
 
 def new_domain_accuracy(preset: Preset, model: torch.nn.Module, new_test: ImageSet, device) -> float:
@@ -350,8 +431,8 @@ def representation_drift(plan: RunPlan, probe: Probe, model: torch.nn.Module) ->
 
 def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dict:
     """Carry out a planned run and write its record; an existing record is returned unless `force`."""
-    if plan.path.exists() and not force:
-        return records.read_json(plan.path) | {"skipped": True}
+    if not force and (found := records.existing(plan.path, "run", on_invalid=print)) is not None:
+        return found | {"skipped": True}  # an invalid record was moved aside (and named) and is made again
     trained = train_planned(plan, progress=progress)
     preset, device = plan.preset, plan.device
     model, result, probe, head, base = trained.model, trained.result, trained.probe, trained.head, trained.base
@@ -367,6 +448,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
     checkpoint = None
     if plan.keep_checkpoint:
         checkpoint = str(save_state_dict(model, plan.path.with_suffix(".safetensors")))
+    keep_trained(plan, model)
     knn_base = {int(k): v for k, v in base["knn"].items()}
     record = {
         "schema": SCHEMA,
@@ -417,6 +499,43 @@ def _thin(history: list[dict]) -> list[dict]:
     """Keep about HISTORY_POINTS evenly spaced loss entries and every selection evaluation."""
     every = max(1, len(history) // HISTORY_POINTS)
     return [h for i, h in enumerate(history) if i % every == 0 or "selection_accuracy" in h or i == len(history) - 1]
+
+
+def plan_from_record(record: dict, *, results_dir: str | Path | None = None, device: str | None = None) -> RunPlan:
+    """The plan that re-executes a recorded run with the settings it records (into `results_dir`).
+
+    The schedule's steps and learning rate are passed on where they differ from the preset's, the
+    forgetting probes and the paper-faithful selection as recorded, and the backbone as recorded when it
+    came from an explicit checkpoint; the plan must then give the record's own name.
+    """
+    config = record["config"]
+    preset = get_preset(record["preset"])
+    train = config["train"]
+    steps = train["steps"] if train["steps"] != preset.steps else None
+    default_lr, _ = preset.schedule_for(record["method"], record["hparams"])
+    lr = train["lr"] if train["lr"] != default_lr else None
+    weights = config["backbone_weights"]
+    checkpoint = weights["path"] if weights["source"] == "checkpoint" else None
+    # The record holds the method's resolved hyperparameters; its name, those the run was asked for.
+    full = record["hparams"]
+    asked = [p.hparams for p in (*preset.grid, *preset.design)
+             if p.method == record["method"] and make_method(p.method, **p.hparams).hparams == full]
+    defaults = make_method(record["method"]).hparams if record["method"] != "surgical" else {}
+    asked += [{k: v for k, v in full.items() if defaults.get(k) != v}, full]
+    plan = None
+    for hparams in asked:
+        plan = plan_run(record["preset"], record["method"], hparams, record["seed"], results_dir=results_dir,
+                        paper_faithful=config["paper_faithful"], steps=steps, lr=lr,
+                        forgetting_steps=tuple(config["forgetting_steps"]), device=device, checkpoint=checkpoint)
+        if plan.path.stem == record["run"]:
+            break
+    else:
+        raise ValueError(f"the record {record['run']} does not re-plan to itself (got {plan.path.stem}): "
+                         "it was made with settings this version cannot reproduce")
+    if weights["sha256"] != plan.weights["sha256"]:
+        raise ValueError(f"the record {record['run']} started from backbone weights with sha256 {weights['sha256']}, "
+                         f"but these are {plan.weights['sha256']} ({plan.weights['path']})")
+    return plan
 
 
 def run(preset: str, method: str, hparams: dict | None = None, seed: int = 0, *, force: bool = False,

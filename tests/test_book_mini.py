@@ -1,0 +1,92 @@
+"""The book as published: built from the committed mini records and the shipped backbone, then read.
+
+The module fixture builds this checkout's book exactly as `make book` does once every run is recorded
+(no sweep, no environment override) into a temporary folder. The tests check that every results page
+is filled from the records (no "no run is recorded" placeholder), and drive the mini-study page's
+trade-off slider and forgetting-step slider in headless Chromium.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_book import (
+    CHROMIUM,
+    MOVE_SLIDER,
+    displayed,
+    expected,
+    needs_chromium,
+    offline_page,
+    redrawn,
+    same_ranking,
+    text_of,
+)
+
+from vitcf import plots, report
+from vitcf.backbones import weights_dir
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results" / "mini"
+RESULTS_PAGES = ["notebooks/mini_study", "notebooks/beyond", "notebooks/design_space", "notebooks/discussion"]
+
+
+@pytest.fixture(scope="module")
+def mini_book(tmp_path_factory):
+    assert any(RESULTS.glob("*.json")), f"no committed mini records in {RESULTS}: run `make book` and commit them"
+    assert (weights_dir() / "mini.json").is_file(), "the shipped mini backbone's card is missing"
+    out = tmp_path_factory.mktemp("mini-book")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    env = {k: v for k, v in os.environ.items() if k not in (report.RESULTS_ENV, report.PRESET_ENV)}
+    build = subprocess.run([str(jupyter_book), "build", str(REPO), "-W", "-n", "--keep-going", "--path-output",
+                            str(out)], capture_output=True, text=True, timeout=1800, env=env, cwd=REPO)
+    assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-4000:]
+    study = report.load_study("mini")
+    return out / "_build" / "html", study
+
+
+def test_every_results_page_is_filled_from_the_records(mini_book):
+    html, study = mini_book
+    assert not study.empty and study.preset == "mini"
+    for name in RESULTS_PAGES:
+        text = text_of(html / f"{name}.html")
+        assert "No run of the" not in text and "is recorded in" not in text.replace("records", ""), name
+        assert "These records lack" not in text, name
+    mini = text_of(html / "notebooks" / "mini_study.html")
+    card = report.weights_card("mini")
+    assert card["weights"]["sha256"] in mini  # the backbone section reads the shipped card
+    assert "Learning curve." in mini and "Recipe search." in mini
+    for label, row in study.frame().groupby("label")["new_domain_accuracy"].mean().items():
+        assert f"{row:.2f}" in mini, label  # the results table is the records'
+
+
+@needs_chromium
+def test_the_mini_page_sliders_rerank_and_redraw(mini_book):
+    html, study = mini_book
+    frame = study.frame()
+    labels = set(frame["label"])
+    with offline_page(html, html / "notebooks" / "mini_study.html") as page:
+        page.wait_for_selector(f".{plots.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=30_000)
+        charts = page.locator(f"div.{plots.CHART_CLASS}")
+        tradeoff = charts.filter(has=page.locator(f'input[name="{plots.WEIGHT_PARAM}"]'))
+        curve = charts.filter(has=page.locator(f'input[name="{plots.STEP_PARAM}"]'))
+        curve.locator("svg.marks").wait_for(timeout=30_000)
+        assert same_ranking(displayed(tradeoff, labels), expected(frame, 0.5))
+        slider = tradeoff.locator(f'input[type="range"][name="{plots.WEIGHT_PARAM}"]')
+        rankings = set()
+        for w in ("1", "0"):
+            with redrawn(page, tradeoff):
+                slider.evaluate(MOVE_SLIDER, w)
+            shown = displayed(tradeoff, labels)
+            assert same_ranking(shown, expected(frame, float(w))), (w, shown)
+            rankings.add(tuple(label for label, _ in shown))
+        assert len(rankings) == 2  # keeping everything and learning most rank the methods differently
+
+        bars = """el => [...el.querySelectorAll('g[class*="forgetting_at_step"] path')].map(p => p.getAttribute('d'))"""
+        step = curve.locator(f'input[type="range"][name="{plots.STEP_PARAM}"]')
+        at_end = curve.evaluate(bars)
+        with redrawn(page, curve):
+            step.evaluate(MOVE_SLIDER, "0")  # the first probe, before any training step
+        at_start = curve.evaluate(bars)
+        assert at_start and at_start != at_end
