@@ -119,17 +119,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def save_state_dict(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write `model`'s weights to a safetensors file atomically; the same weights give the same bytes.
+def save_tensors(state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write named tensors to a safetensors file atomically; the same tensors give the same bytes.
 
-    `metadata` is stored as one sorted JSON string under the key "vitcf": safetensors writes several
-    metadata keys in hash order, which differs between processes and would change the file's sha256.
+    `metadata` is stored as one sorted JSON string under the key "vitcf" (`read_metadata` reads it
+    back): safetensors writes several metadata keys in hash order, which differs between processes
+    and would change the file's sha256.
     """
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     header = {"vitcf": json.dumps(metadata, sort_keys=True)} if metadata else None
     with atomic_path(path) as tmp:
         save_file(state, tmp, metadata=header)
     return Path(path)
+
+
+def read_metadata(path: str | os.PathLike):
+    """The metadata `save_tensors` stored in a safetensors file (None if there is none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return json.loads((handle.metadata() or {}).get("vitcf", "null"))
+
+
+def save_state_dict(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write `model`'s weights to a safetensors file atomically (see `save_tensors`)."""
+    return save_tensors(model.state_dict(), path, metadata)
 
 
 def sha256(path: str | os.PathLike) -> str:

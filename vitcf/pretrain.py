@@ -228,13 +228,19 @@ def curve_sets(config: PretrainConfig, train_set: ImageSet) -> tuple[ImageSet, I
             test.subset(torch.arange(min(config.curve_queries, len(test)))))
 
 
+def _features_knn(backbone: nn.Module, bank: ImageSet, queries: ImageSet, spec, ks: tuple[int, ...], *,
+                  device: torch.device, batch_size: int, progress: bool = False) -> dict[int, float]:
+    """Weighted k-NN (T=0.07) of `backbone`'s CLS features, `bank` as memory and `queries` scored."""
+    transform = input_transform(spec.img_size, spec.mean, spec.std, spec.in_chans)
+    feats = [extract_features(backbone.to(device), batches(ds, batch_size, shuffle=False), transform, device=device,
+                              progress=progress) for ds in (bank, queries)]
+    return knn_accuracy(*feats[0], *feats[1], ks=ks)
+
+
 def subset_knn(backbone: nn.Module, bank: ImageSet, queries: ImageSet, spec, *, device: torch.device) -> float:
     """Weighted k-NN (k=QUALITY_K, or the bank size if smaller) of `backbone` on a bank and query subset."""
-    transform = input_transform(spec.img_size, spec.mean, spec.std, spec.in_chans)
-    feats = [extract_features(backbone, batches(ds, 1024, shuffle=False), transform, device=device)
-             for ds in (bank, queries)]
     k = min(QUALITY_K, len(bank))
-    return knn_accuracy(*feats[0], *feats[1], ks=(k,))[k]
+    return _features_knn(backbone, bank, queries, spec, (k,), device=device, batch_size=1024)[k]
 
 
 def pretrain(config: PretrainConfig, *, device: torch.device, progress: bool = True,
@@ -338,25 +344,25 @@ def _ks(bank_size: int) -> tuple[int, ...]:
     return tuple(k for k in (10, 20, 100, 200) if k <= bank_size)
 
 
-def knn_report(backbone: nn.Module, config: PretrainConfig, *, device: torch.device, progress: bool = False) -> dict:
-    """Weighted k-NN accuracy of `backbone` on the pre-training dataset (train bank, test queries)."""
-    spec = get_spec(config.backbone)
-    transform = input_transform(spec.img_size, spec.mean, spec.std, spec.in_chans)
-    parts = {name: extract_features(backbone.to(device), batches(ds, 512, shuffle=False), transform,
-                                    device=device, progress=progress)
-             for name, ds in _knn_parts(config).items()}
-    return {"knn": knn_accuracy(*parts["bank"], *parts["queries"], ks=_ks(len(parts["bank"][1]))),
-            "bank": len(parts["bank"][1]), "queries": len(parts["queries"][1])}
+def knn_report(backbone: nn.Module, config: PretrainConfig, *, device: torch.device, progress: bool = False,
+               parts: dict[str, ImageSet] | None = None) -> dict:
+    """Weighted k-NN accuracy of `backbone` on the pre-training dataset (train bank, test queries);
+    `parts` are `_knn_parts(config)`, read here when not given."""
+    parts = parts or _knn_parts(config)
+    knn = _features_knn(backbone, parts["bank"], parts["queries"], get_spec(config.backbone), _ks(len(parts["bank"])),
+                        device=device, batch_size=512, progress=progress)
+    return {"knn": knn, "bank": len(parts["bank"]), "queries": len(parts["queries"])}
 
 
-def pixel_knn_report(config: PretrainConfig) -> dict:
+def pixel_knn_report(config: PretrainConfig, parts: dict[str, ImageSet] | None = None) -> dict:
     """The same k-NN on raw pixels: each image at the model's input size and normalisation, flattened."""
+    parts = parts or _knn_parts(config)
     spec = get_spec(config.backbone)
     transform = input_transform(spec.img_size, spec.mean, spec.std, spec.in_chans)
-    parts = {name: (torch.cat([transform(x).flatten(1) for x, _ in batches(ds, 4096, shuffle=False)]), ds.labels)
-             for name, ds in _knn_parts(config).items()}
-    return {"knn": knn_accuracy(*parts["bank"], *parts["queries"], ks=_ks(len(parts["bank"][1]))),
-            "bank": len(parts["bank"][1]), "queries": len(parts["queries"][1])}
+    pixels = {name: (torch.cat([transform(x).flatten(1) for x, _ in batches(ds, 4096, shuffle=False)]), ds.labels)
+              for name, ds in parts.items()}
+    return {"knn": knn_accuracy(*pixels["bank"], *pixels["queries"], ks=_ks(len(parts["bank"]))),
+            "bank": len(parts["bank"]), "queries": len(parts["queries"])}
 
 
 def default_output(config: PretrainConfig) -> Path:
@@ -401,10 +407,12 @@ def run_pretraining(config: PretrainConfig, *, out: str | Path | None = None, de
     spec = get_spec(config.backbone)
     resume = checkpoint_path(out)
     result = pretrain(config, device=device, progress=progress, checkpoint=resume)
-    pretrained = knn_report(result.backbone, config, device=device, progress=progress)
+    parts = _knn_parts(config)  # read once: the backbone, random initialisation and the pixels are scored on them
+    pretrained = knn_report(result.backbone, config, device=device, progress=progress, parts=parts)
     torch.manual_seed(config.seed)
-    random_init = knn_report(create_backbone(config.backbone, num_classes=0).eval(), config, device=device)
-    pixels = pixel_knn_report(config)
+    random_init = knn_report(create_backbone(config.backbone, num_classes=0).eval(), config, device=device,
+                             parts=parts)
+    pixels = pixel_knn_report(config, parts)
     save_state_dict(result.backbone, out, metadata={"backbone": config.backbone, "dataset": config.dataset})
     full = config.knn_bank is None and config.knn_queries is None and config.limit is None
     recipes = recipes_path(out)

@@ -159,12 +159,15 @@ def weights_card(backbone: str) -> dict | None:
         return None
 
 
+def card_knn(card: dict, which: str) -> dict[int, float]:
+    """A card's k-NN accuracies ("pretrained", "random_init" or "raw_pixels") by k ({} if not recorded)."""
+    return {int(key): value for key, value in card["knn"].get(which, {}).items()}
+
+
 def provenance(card: dict) -> pd.DataFrame:
     """The card's facts as a two-column table: what was trained, on what, how long, how well."""
     k = card["quality_bar"]["k"]
-    knn = {int(key): value for key, value in card["knn"]["pretrained"].items()}
-    random_init = {int(key): value for key, value in card["knn"]["random_init"].items()}
-    pixels = {int(key): value for key, value in card["knn"].get("raw_pixels", {}).items()}
+    knn, random_init, pixels = (card_knn(card, which) for which in ("pretrained", "random_init", "raw_pixels"))
     config = card["config"]
     wall = card.get("wall_seconds") or card["train_seconds"]
     rows = {
@@ -197,9 +200,8 @@ def quality_text(bar: dict) -> str:
 def backbone_note(card: dict) -> str:
     """What the pre-trained backbone is worth as a feature extractor, in plain words (Markdown)."""
     k = card["quality_bar"]["k"]
-    knn = {int(key): v for key, v in card["knn"]["pretrained"].items()}[k]
-    random_init = {int(key): v for key, v in card["knn"]["random_init"].items()}[k]
-    pixels = {int(key): v for key, v in card["knn"].get("raw_pixels", {}).items()}.get(k)
+    knn, random_init = card_knn(card, "pretrained")[k], card_knn(card, "random_init")[k]
+    pixels = card_knn(card, "raw_pixels").get(k)
     bar = card["quality_bar"]
     text = (f"After {card['config']['epochs']} epochs of DINO on the CPU ({(card.get('wall_seconds') or card['train_seconds']) / 60:.0f} "
             f"minutes), the backbone's CLS features reach **{knn:.2f}%** weighted k-NN accuracy (k={k}) on the "
@@ -258,8 +260,7 @@ def pixels_comparison(card: dict | None) -> str:
     if card is None or "raw_pixels" not in card.get("knn", {}):
         return "no card with a raw-pixel comparison is in this checkout"
     k = card["quality_bar"]["k"]
-    ours = {int(key): v for key, v in card["knn"]["pretrained"].items()}[k]
-    pixels = {int(key): v for key, v in card["knn"]["raw_pixels"].items()}[k]
+    ours, pixels = card_knn(card, "pretrained")[k], card_knn(card, "raw_pixels")[k]
     relation = "below" if ours < pixels else "above"
     return (f"its CLS features score {ours:.2f}% under the k-NN probe (k={k}), {abs(ours - pixels):.2f} points "
             f"{relation} the raw pixels' {pixels:.2f}%")

@@ -20,7 +20,7 @@ import torch
 
 from . import records
 from .backbones import create_backbone, get_spec, pretrained_weights_path
-from .checkpoints import CheckpointError, atomic_path, load_into, save_state_dict, sha256
+from .checkpoints import CheckpointError, load_into, read_metadata, read_state_dict, save_state_dict, save_tensors, sha256
 from .data import ImageSet, batches, check_imagenet, holdout_split, imagenet_batches, load_dataset
 from .drift import drift
 from .evaluate import (
@@ -373,12 +373,7 @@ def keep_trained(plan: RunPlan, model: torch.nn.Module) -> Path | None:
     state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
     if sum(t.numel() * t.element_size() for t in state.values()) > KEEP_TRAINED_MAX_BYTES:
         return None
-    from safetensors.torch import save_file
-
-    path = trained_path(plan)
-    with atomic_path(path) as tmp:
-        save_file(state, tmp, metadata={"vitcf": json.dumps(_identity(plan), sort_keys=True)})
-    return path
+    return save_tensors(state, trained_path(plan), _identity(plan))
 
 
 def trained_or_loaded(plan: RunPlan, *, progress: bool = True) -> Trained:
@@ -387,15 +382,11 @@ def trained_or_loaded(plan: RunPlan, *, progress: bool = True) -> Trained:
     path = trained_path(plan)
     if not path.is_file():
         return train_planned(plan, progress=progress)
-    from safetensors import safe_open
-
     try:
-        with safe_open(path, "pt") as handle:
-            identity = json.loads((handle.metadata() or {}).get("vitcf", "null"))
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
+        if read_metadata(path) != _identity(plan):
+            return train_planned(plan, progress=progress)
+        state = read_state_dict(path)
     except Exception:  # a truncated or foreign file: fine-tune instead
-        return train_planned(plan, progress=progress)
-    if identity != _identity(plan):
         return train_planned(plan, progress=progress)
     started = time.perf_counter()
     prep = _prepare(plan, progress)
@@ -520,7 +511,7 @@ def plan_from_record(record: dict, *, results_dir: str | Path | None = None, dev
     full = record["hparams"]
     asked = [p.hparams for p in (*preset.grid, *preset.design)
              if p.method == record["method"] and make_method(p.method, **p.hparams).hparams == full]
-    defaults = make_method(record["method"]).hparams if record["method"] != "surgical" else {}
+    defaults = make_method(record["method"]).hparams
     asked += [{k: v for k, v in full.items() if defaults.get(k) != v}, full]
     plan = None
     for hparams in asked:
