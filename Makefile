@@ -17,7 +17,7 @@ SWEEP_FLAGS ?= --executor local --jobs $(JOBS)
 NO_WEIGHTS = echo "make $@: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
 	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (about 80 min on 2 CPU cores)"
 
-.PHONY: book extended params test clean data browser tools
+.PHONY: book extended axes params test clean data browser tools
 
 # Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
 # on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
@@ -71,6 +71,16 @@ extended: $(STAMP) data
 	OMP_NUM_THREADS=1 $(VENV)/bin/vitcf analyse --preset mini --only reversibility --quiet & \
 	OMP_NUM_THREADS=1 $(VENV)/bin/vitcf analyse --preset mini --only interpolation --quiet; \
 	status=$$?; wait $$! || status=$$?; exit $$status
+
+## What the comparison depends on (then `make book` shows it on the axes page): five method families
+# on one grid of learning rates (seeds 0, 1, 2), and the same families at 300, 1,000 and 3,000 steps
+# (full fine-tuning also at 10,000) probed over training. The schedule axis runs first, longest run
+# first; every sweep skips what is recorded, so it resumes. Target 45 min on two cores
+# (python benchmarks/book_budget.py --job axes).
+axes: $(STAMP) data
+	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
+	$(VENV)/bin/vitcf sweep --preset mini --grid schedule $(SWEEP_FLAGS)
+	$(VENV)/bin/vitcf sweep --preset mini --grid rates --seeds 0 1 2 $(SWEEP_FLAGS)
 
 params: $(STAMP)
 	$(VENV)/bin/vitcf params

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TARGETS = {"book": 15 * 60, "extended": 30 * 60}
+TARGETS = {"book": 15 * 60, "extended": 30 * 60, "axes": 45 * 60}
 SWEEP_FLAGS = ["--executor", "local", "--jobs", str(os.cpu_count() or 1)]  # as the Makefile's SWEEP_FLAGS
 
 
@@ -57,9 +57,10 @@ def timed(name: str, commands: list[list[str]], env: dict) -> dict:
 
 
 def reused_steps(job: str, root: Path) -> list[dict]:
-    """Steps already timed into `root` by the book job (extended only); refuse a folder with other records."""
+    """Steps already timed into `root` by the book job (extended only); refuse a folder with other records
+    (the axes job may share a folder: what it finds recorded is counted in its record, `axis_runs`)."""
     mini = root / "mini"
-    if not any(mini.glob("*.json")):
+    if job == "axes" or not any(mini.glob("*.json")):
         return []
     book = REPO / "benchmarks" / "results" / "book_budget.json"
     done = json.loads(book.read_text()) if book.is_file() else {}
@@ -73,6 +74,13 @@ def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip
     """Time the steps of `job` (see the module docstring), records under `results`; the first `skip`
     steps of the extended job were timed before and are left out."""
     vitcf, mini = str(bin_dir / "vitcf"), str(results / "mini")
+    if job == "axes":  # as `make axes`: the schedule axis (longest run first), then the rate axis
+        return [
+            timed("mini schedule axis", [[vitcf, "sweep", "--preset", "mini", "--grid", "schedule", "--quiet",
+                                          "--results-dir", mini, *SWEEP_FLAGS]], env),
+            timed("mini rate axis", [[vitcf, "sweep", "--preset", "mini", "--grid", "rates", "--seeds", "0", "1", "2",
+                                      "--quiet", "--results-dir", mini, *SWEEP_FLAGS]], env),
+        ]
     if job == "book":
         return [
             timed("params", [[vitcf, "params"]], env),
@@ -93,6 +101,25 @@ def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip
                            for only in ("reversibility", "interpolation")], one_thread),
     ]
     return [timed(*step) for step in steps[skip:]]
+
+
+def axis_runs_recorded(folder: Path) -> dict:
+    """How many runs the axes job plans, and how many of them `folder` already holds valid records of
+    (those it skips, so the time covers the others only)."""
+    from vitcf import records
+    from vitcf.sweep import plan_sweep
+
+    runs = (plan_sweep("mini", grid="schedule", results_dir=folder, device="cpu")
+            + plan_sweep("mini", grid="rates", seeds=(0, 1, 2), results_dir=folder, device="cpu"))
+    paths = {run.record for run in runs}
+    recorded = []
+    for path in paths:
+        try:
+            records.check(path)
+            recorded.append(path.stem)
+        except (OSError, ValueError):
+            pass
+    return {"planned": len(paths), "recorded_before": sorted(recorded)}
 
 
 def main() -> int:
@@ -134,6 +161,7 @@ def main() -> int:
         if WEIGHTS_ENV in env:  # this process resolves the weights as the steps will
             os.environ[WEIGHTS_ENV] = env[WEIGHTS_ENV]
         weights = pretrained_weights_path("mini")  # fails here, naming the file, when there are none
+        axis_runs = axis_runs_recorded(results / "mini") if args.job == "axes" else None
         steps = earlier + job_steps(args.job, bin_dir, results, tmp, env, skip=len(earlier))
     total = sum(step["seconds"] for step in steps)
     target = TARGETS[args.job]
@@ -144,6 +172,7 @@ def main() -> int:
         "weights": "random-init stand-in" if args.stand_in else str(weights),
         "results_root": None if args.results_root is None else str(args.results_root),
         "steps": steps,
+        **({"axis_runs": axis_runs} if axis_runs is not None else {}),
         "total_seconds": round(total, 1),
         "target_seconds": target,
         "within_target": total <= target,

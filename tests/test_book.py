@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from vitcf import findings, plots, report
+from vitcf import axes, findings, plots, report
 from vitcf.analyses import run_analyses
 from vitcf.presets import get_preset
 from vitcf.records import read_records, records_frame
@@ -31,7 +31,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian package 'chromium')")
 # `make test` distributes by file (--dist loadfile), so one worker builds the book once for this module.
 TOC_PAGES = ["book/intro", "book/methods", "book/params", "notebooks/mini_study", "notebooks/paper_scale",
-             "notebooks/beyond", "notebooks/design_space", "notebooks/discussion", "notebooks/pretrain",
+             "notebooks/beyond", "notebooks/design_space", "notebooks/axes", "notebooks/discussion", "notebooks/pretrain",
              "notebooks/finetune", "book/related", "book/reproducibility"]
 DESIGN_ONLY = ["surgical", "Top-1", "Top-2", "LoRA r=4 (all)"]  # the design points the fixture runs
 
@@ -49,6 +49,9 @@ def book(tmp_path_factory):
     core = read_records(folder)
     for design in plan_sweep("smoke", grid="design", only=DESIGN_ONLY, results_dir=folder):
         execute(design.plan, progress=False)
+    for grid in ("schedule", "rates"):  # seed 0: the core grid's runs stay the core pages' records
+        for planned in plan_sweep("smoke", grid=grid, results_dir=folder):
+            execute(planned.plan, progress=False)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, never a `jupyter book` (v2)
     assert jupyter_book.exists(), f"no {jupyter_book}: install the book extra (jupyter-book>=1.0.4,<2)"
     env = os.environ | {report.RESULTS_ENV: str(root / "results"), report.PRESET_ENV: "smoke"}
@@ -94,6 +97,28 @@ def test_the_design_page_reads_the_design_records(book):
     assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the axis chart, then the trade-off plane
     mini = text_of(html / "notebooks" / "mini_study.html")
     assert " ".join(findings.early_forgetting_note(plots.forgetting_curve_frame(core)).split()) in mini
+
+
+def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
+    html, _, _ = book
+    folder = html.parents[2] / "results" / "smoke"
+    found = {grid: [r for r in read_records(folder) if grid_key(r["run"]) in grid_keys("smoke", grid)]
+             for grid in ("rates", "schedule")}
+    assert len(found["rates"]) == len(get_preset("smoke").rates) and len(found["schedule"]) == len(
+        get_preset("smoke").schedule)
+    text = text_of(html / "notebooks" / "axes.html")
+    assert f"Numbers on this page: {len(found['rates'])} run record(s) of the smoke preset" in text
+    spec = get_preset("smoke")
+    rates, schedule = (axes.axes_frame(found[grid], spec) for grid in ("rates", "schedule"))
+    for note in (axes.learning_note(rates), axes.rates_note(rates), axes.schedule_note(schedule, rates),
+                 axes.grids_note(spec)):
+        for line in note.splitlines():
+            assert " ".join(line.lstrip("- ").replace("**", "").replace("*", "").split()) in text, line
+    for record in found["rates"] + found["schedule"]:
+        assert record["run"] in text  # every run has its row
+    soup = BeautifulSoup((html / "notebooks" / "axes.html").read_text(), "html.parser")
+    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the rate chart, then the schedule chart
+    assert "linear head" in text and "k-NN probe (the paper's)" in text
 
 
 def test_the_results_table_is_the_records(book):

@@ -24,12 +24,13 @@ from test_book import (
     text_of,
 )
 
-from vitcf import plots, report
+from vitcf import axes, plots, report
 from vitcf.backbones import weights_dir
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "mini"
-RESULTS_PAGES = ["notebooks/mini_study", "notebooks/beyond", "notebooks/design_space", "notebooks/discussion"]
+RESULTS_PAGES = ["notebooks/mini_study", "notebooks/beyond", "notebooks/design_space", "notebooks/axes",
+                 "notebooks/discussion"]
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,34 @@ def test_the_mini_page_sliders_rerank_and_redraw(mini_book):
             step.evaluate(MOVE_SLIDER, "0")  # the first probe, before any training step
         at_start = curve.evaluate(bars)
         assert at_start and at_start != at_end
+
+
+@needs_chromium
+def test_the_axes_page_rate_and_length_sliders_redraw(mini_book):
+    html, _ = mini_book
+    marks = """(el, name) => [...el.querySelectorAll(`g[class*="${name}"] :is(path, line)`)].map(m => m.outerHTML)"""
+    with offline_page(html, html / "notebooks" / "axes.html") as page:
+        charts = page.locator(f"div.{plots.CHART_CLASS}")
+        rate_chart = charts.filter(has=page.locator(f'input[name="{axes.RATE_PARAM}"]'))
+        length_chart = charts.filter(has=page.locator(f'input[name="{axes.LENGTH_PARAM}"]'))
+        for chart in (rate_chart, length_chart):
+            chart.locator("svg.marks").wait_for(timeout=30_000)
+        rate = rate_chart.locator(f'input[type="range"][name="{axes.RATE_PARAM}"]')
+        seen = []
+        for index in reversed(range(int(rate.get_attribute("max")) + 1)):  # every rate of the grid
+            with redrawn(page, rate_chart):
+                rate.evaluate(MOVE_SLIDER, str(index))
+            bars = rate_chart.evaluate(marks, "at_rate_linear_head") + rate_chart.evaluate(marks, "at_rate_knn")
+            assert len(bars) == 2 * len(axes.LABELS), index  # one bar per family and probe
+            seen.append(tuple(bars))
+        assert len(set(seen)) == len(seen)  # each rate draws its own bars
+
+        length = length_chart.locator(f'input[type="range"][name="{axes.LENGTH_PARAM}"]')
+        curves = []
+        for index in reversed(range(int(length.get_attribute("max")) + 1)):  # from the longest: it starts at 0
+            with redrawn(page, length_chart):
+                length.evaluate(MOVE_SLIDER, str(index))
+            drawn = length_chart.evaluate(marks, "curve_linear_head"), length_chart.evaluate(marks, "at_length_knn")
+            assert drawn[0] and drawn[1], index  # the linear head's curves and the picked length's rule
+            curves.append(drawn)
+        assert len({c[0][0] for c in curves}) == len(curves) and len({c[1][0] for c in curves}) == len(curves)

@@ -149,3 +149,16 @@ def test_paper_lite_wiring_runs_offline_on_stand_ins(tmp_path, monkeypatch, fake
     assert [o["step"] for o in record["metrics"]["knn_over_steps"]] == [0, 4]
     knn = {str(k): v for k, v in record["metrics"]["knn"].items()}
     assert set(knn) == {"5"} and 0 <= knn["5"] <= 100
+
+
+def test_runs_of_every_schedule_length_share_the_folder_s_baseline_and_probe_both_ways(tmp_path):
+    run("smoke", "linear", {}, results_dir=tmp_path, progress=False, forgetting_steps=())
+    before = (tmp_path / "baseline.json").read_bytes()
+    longer = run("smoke", "top_k", {"k": 1}, results_dir=tmp_path, steps=12, progress=False,
+                 forgetting_steps=(0, 6, 12))
+    assert (tmp_path / "baseline.json").read_bytes() == before  # not recomputed for another length
+    assert longer["config"]["train"]["steps"] == 12 and longer["run"].startswith("top_k_k1_seed0_")
+    curve = longer["metrics"]["knn_over_steps"]
+    assert [entry["step"] for entry in curve] == [0, 6, 12]
+    assert all(0 <= entry["linear_head"] <= 100 for entry in curve)  # the linear head along the curve too
+    assert longer["metrics"]["linear_head"]["baseline"] == records.read_json(tmp_path / "baseline.json")["linear_head"]

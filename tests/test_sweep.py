@@ -14,7 +14,7 @@ import vitcf.sweep
 from vitcf import records
 from vitcf.cli import main
 from vitcf.methods import make_method
-from vitcf.presets import DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, get_preset
+from vitcf.presets import AXIS_RATES, DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, get_preset
 from vitcf.sweep import NOTEBOOK, grid_key, grid_keys, plan_sweep, select_points, sweep
 
 ONLY = ["linear", "LoRA r=4"]
@@ -130,9 +130,9 @@ def test_the_notebook_is_saved_clean_with_the_documented_parameters():
     namespace = {}
     exec(code[0].source, namespace)
     assert {k: namespace[k] for k in ("preset", "method", "hparams", "seed", "results_dir", "forgetting_steps",
-                                      "lr", "device", "force")} == {
+                                      "lr", "steps", "device", "force")} == {
         "preset": "smoke", "method": "linear", "hparams": "{}", "seed": 0, "results_dir": "",
-        "forgetting_steps": "", "lr": "", "device": "", "force": False}
+        "forgetting_steps": "", "lr": "", "steps": "", "device": "", "force": False}
     assert json.loads(namespace["hparams"]) == {}  # an empty forgetting_steps means the preset's
 
 
@@ -187,3 +187,62 @@ def test_a_design_point_runs_through_the_notebook_at_its_own_rate(tmp_path):
     record = records.read_json(tmp_path / f"{name}.json")
     assert record["config"]["train"]["lr"] == 0.005 and record["hparams"]["r"] == 4
     assert record["metrics"]["knn_over_steps"] == [] and executed_cleanly(tmp_path / f"{name}.ipynb", "lora")
+
+
+# --- the two axes: learning rate and schedule length -------------------------------------------------
+
+def test_the_axis_grids_put_five_families_on_one_rate_grid_and_longer_schedules():
+    mini = get_preset("mini")
+    labels = ["Full", "Top-3", "Linear", "LoRA r=8", "Block exp. p=2"]
+    rates = {(make_method(p.method, **p.hparams).label, p.lr) for p in mini.rates}
+    assert rates == {(label, lr) for label in labels for lr in AXIS_RATES} and len(mini.rates) == 20
+    assert min(AXIS_RATES) <= 0.005 < 0.05 <= max(AXIS_RATES)  # spans the paper's two rates
+    for point in mini.grid:  # each family's paper rate is on the grid: that point is the core run
+        label = make_method(point.method, **point.hparams).label
+        if label in labels:
+            assert (label, point.lr) in rates
+    lengths = {(make_method(p.method, **p.hparams).label, p.steps) for p in mini.schedule}
+    assert lengths == {(label, n) for label in labels for n in (300, 1000, 3000)} | {("Full", 10_000)}
+    assert [p.steps for p in mini.schedule] == sorted((p.steps for p in mini.schedule), reverse=True)
+    paper = {make_method(p.method, **p.hparams).label: p.lr for p in mini.grid}
+    assert all(p.lr == paper[make_method(p.method, **p.hparams).label] for p in mini.schedule)
+
+
+def test_axis_sweeps_override_rate_and_steps_and_share_the_core_runs(tmp_path):
+    core = {r.name: r for r in plan_sweep("smoke", results_dir=tmp_path, device="cpu")}
+    rates = plan_sweep("smoke", grid="rates", seeds=(0, 1), results_dir=tmp_path, device="cpu")
+    assert len(rates) == 2 * len(get_preset("smoke").rates) and not any(tmp_path.iterdir())
+    at_paper_rate = [r for r in rates if r.plan.seed == 0 and r.name in core]
+    assert sorted(r.label for r in at_paper_rate) == ["Block exp. p=2", "Full", "Linear", "LoRA r=8", "Top-3"]
+    paper_lr = {r.label: r.plan.train.lr for r in core.values()}
+    moved = [r for r in rates if r.plan.train.lr != paper_lr[r.label]]
+    assert len(moved) == len(rates) / 2  # smoke's rate grid: 0.005 and 0.05, one of them each row's own
+    assert all(r.parameters()["lr"] == r.plan.train.lr and r.name not in core and
+               r.name == f"{grid_key(r.name).rsplit('_', 1)[0]}_seed{r.plan.seed}_{r.name.rsplit('_', 1)[1]}"
+               for r in moved)
+    assert all(r.plan.forgetting_steps == () and r.parameters()["steps"] == "" for r in rates)
+
+    schedule = plan_sweep("smoke", grid="schedule", results_dir=tmp_path, device="cpu")
+    by_steps = {(r.label, r.plan.train.steps): r for r in schedule}
+    assert by_steps[("Full", 24)].plan.forgetting_steps == (0, 3, 6, 12, 24)
+    assert by_steps[("Full", 24)].parameters()["steps"] == 24 and by_steps[("Full", 24)].plan.train.warmup_steps >= 1
+    assert by_steps[("Linear", 12)].plan.forgetting_steps == (0, 3, 6, 12)
+    own = by_steps[("Full", 6)]  # at the preset's own length: the core run, probed as the core grid probes it
+    assert own.name == "full_seed0" and own.parameters()["steps"] == ""
+    assert own.plan.forgetting_steps == core["full_seed0"].plan.forgetting_steps
+    assert grid_keys("smoke", "schedule") == {grid_key(r.name) for r in schedule}
+    assert grid_keys("smoke", "rates") == {grid_key(r.name) for r in rates}
+    with pytest.raises(ValueError, match=r"forgetting steps \[48\] lie beyond the longest schedule of the grid \(24"):
+        plan_sweep("smoke", grid="schedule", forgetting_steps=(0, 48), results_dir=tmp_path)
+
+
+def test_a_schedule_point_runs_through_the_notebook_at_its_own_length(tmp_path):
+    summary = sweep("smoke", grid="schedule", only=["Linear"], results_dir=tmp_path, progress=False)
+    assert len(summary.completed) == 2 and summary.ok
+    made = {records.read_json(tmp_path / f"{name}.json")["config"]["train"]["steps"]: name for name in summary.completed}
+    record = records.read_json(tmp_path / f"{made[12]}.json")
+    assert record["config"]["forgetting_steps"] == [0, 3, 6, 12]
+    curve = record["metrics"]["knn_over_steps"]
+    assert [e["step"] for e in curve] == [0, 3, 6, 12]
+    assert all(0 <= e["linear_head"] <= 100 for e in curve)  # both probes along the curve
+    assert made[6] == "linear_seed0" and executed_cleanly(tmp_path / f"{made[12]}.ipynb", "linear")

@@ -188,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     swp.add_argument("--preset", required=True, help=PRESET_HELP)
     swp.add_argument("--grid", default="core",
-                     help="core (default: the paper's rows) or design (the design space around them: LoRA ranks and "
-                     "targets, every top-k, block placement, surgical fine-tuning); both write to the preset's folder")
+                     help="core (default: the paper's rows), design (the design space around them: LoRA ranks and "
+                     "targets, every top-k, block placement, surgical fine-tuning), rates (five method families on one "
+                     "grid of learning rates) or schedule (the same families at longer schedules, probed over "
+                     "training); all write to the preset's folder")
     swp.add_argument("--only", nargs="+", default=None, metavar="NAME",
                      help="only these grid points, by method name or label (e.g. lora 'Block exp. p=2')")
     swp.add_argument("--seeds", type=int, nargs="+", default=[0])

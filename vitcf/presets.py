@@ -21,6 +21,7 @@ class GridPoint:
     hparams: dict
     lr: float
     warmup_fraction: float  # warm-up steps as a fraction of the schedule
+    steps: int | None = None  # None: the preset's schedule length
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Preset:
     # final probe itself. A smaller curve probe makes dense curves affordable on a CPU.
     curve_probe: tuple[int, int] | None = None
     design: tuple[GridPoint, ...] = ()  # the design space around `grid` (see `design_grid`)
+    rates: tuple[GridPoint, ...] = ()  # the learning-rate axis (see `rate_grid`)
+    schedule: tuple[GridPoint, ...] = ()  # the schedule-length axis (see `schedule_grid`)
+    # The steps after which the schedule axis probes forgetting: those within each run's schedule.
+    long_forgetting_steps: tuple[int, ...] = ()
     default_lr: float = 0.005
     default_warmup_fraction: float = 0.05
     eval_batch_size: int = 256
@@ -67,16 +72,18 @@ class Preset:
 
     def protocol(self) -> dict:
         """The settings a run's measurements depend on: everything but the grids of runs to compare."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("grid", "design")}
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("grid", "design", "rates", "schedule", "long_forgetting_steps")}
 
     def points(self, grid: str = "core") -> tuple[GridPoint, ...]:
-        """The grid points of `grid`: "core" (the paper's rows) or "design" (the design space)."""
+        """The grid points of `grid`: "core" (the paper's rows), "design" (the design space), "rates"
+        (the learning-rate axis) or "schedule" (the schedule-length axis)."""
         if grid not in GRIDS:
             raise ValueError(f"unknown grid {grid!r}; allowed: {', '.join(GRIDS)}")
-        return self.grid if grid == "core" else self.design
+        return {"core": self.grid, "design": self.design, "rates": self.rates, "schedule": self.schedule}[grid]
 
 
-GRIDS = ("core", "design")
+GRIDS = ("core", "design", "rates", "schedule")
 # LoRA ranks per target; q,v (the paper's) also holds r=8, the paper's row.
 DESIGN_LORA_RANKS = {"qv": (1, 4, 8, 16, 64), "qkv": (1, 4, 16, 64), "all": (1, 4, 16, 64)}
 DESIGN_BLOCK_COPIES = (1, 2, 3, 4)
@@ -104,6 +111,36 @@ def design_grid(depth: int, *, lr: float = 0.005, expansion_lr: float = 0.05,
 
 
 PAPER_GRID = tuple(GridPoint(r.method, r.hparams, r.lr, r.warmup / PAPER_STEPS) for r in PAPER_ROWS)
+
+# The method families both axes vary: one configuration each, the paper's row of that family.
+AXIS_FAMILIES = (("full", {}), ("top_k", {"k": 3}), ("linear", {}), ("lora", {"r": 8}), ("block_expansion", {"p": 2}))
+# One common grid of learning rates spanning the paper's two (0.005 and 0.05), about evenly on a log scale.
+AXIS_RATES = (0.001, 0.005, 0.015, 0.05)
+# Schedule lengths as multiples of the preset's: 300, 1,000 and 3,000 steps for mini (10,000 for full only).
+AXIS_STEPS = (300, 1_000, 3_000)
+AXIS_FULL_STEPS = (10_000,)
+
+
+def _paper_row(method: str, hparams: dict) -> GridPoint:
+    return next(p for p in PAPER_GRID if p.method == method and p.hparams == hparams)
+
+
+def rate_grid(rates: tuple[float, ...] = AXIS_RATES) -> tuple[GridPoint, ...]:
+    """Every family of `AXIS_FAMILIES` at every rate of `rates`, with the preset's schedule length and
+    the warm-up fraction of the family's paper row (so the point at the paper's rate is that row's run)."""
+    return tuple(dataclasses.replace(_paper_row(method, hparams), lr=lr)
+                 for method, hparams in AXIS_FAMILIES for lr in rates)
+
+
+def schedule_grid(steps: tuple[int, ...] = AXIS_STEPS, full_steps: tuple[int, ...] = AXIS_FULL_STEPS
+                  ) -> tuple[GridPoint, ...]:
+    """Every family of `AXIS_FAMILIES` at its paper row's rate and each schedule length of `steps`,
+    full fine-tuning also at `full_steps`; longest first, so that a sweep starts its longest run first."""
+    points = [dataclasses.replace(_paper_row(method, hparams), steps=n)
+              for method, hparams in AXIS_FAMILIES for n in (*steps, *(full_steps if method == "full" else ()))]
+    return tuple(sorted(points, key=lambda p: -p.steps))
+
+
 _HALF = (0.5, 0.5, 0.5)
 
 PRESETS: dict[str, Preset] = {
@@ -124,6 +161,7 @@ PRESETS: dict[str, Preset] = {
         eval_every=500,
         grid=PAPER_GRID,
         design=design_grid(get_spec("vit_base_patch16_224.dino").depth),
+        rates=rate_grid(),
     ),
     "mini": Preset(
         name="mini",
@@ -148,6 +186,9 @@ PRESETS: dict[str, Preset] = {
         forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 300),
         curve_probe=(2_000, 500),  # a fifth of the final probe: about 1 s per probe on two CPU cores
         design=design_grid(get_spec("mini").depth),
+        rates=rate_grid(),
+        schedule=schedule_grid(),
+        long_forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1_000, 2_000, 3_000, 5_000, 10_000),
     ),
     "smoke": Preset(
         name="smoke",
@@ -172,6 +213,9 @@ PRESETS: dict[str, Preset] = {
         curve_probe=(200, 50),
         eval_batch_size=128,
         design=design_grid(get_spec("micro").depth),
+        rates=rate_grid((0.005, 0.05)),
+        schedule=schedule_grid((6, 12), (24,)),
+        long_forgetting_steps=(0, 3, 6, 12, 24),
     ),
 }
 

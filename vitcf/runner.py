@@ -28,7 +28,7 @@ import torch
 
 from . import records
 from .claims import claim, claim_is_stale, describe_holder, read_claim, release
-from .presets import GridPoint, Preset
+from .presets import GridPoint, Preset, get_preset
 from .study import RunPlan
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # IPython colours its tracebacks; error files hold plain text
@@ -40,6 +40,17 @@ def point_lr(preset: Preset, point: GridPoint) -> float | None:
     """The learning rate to override for `point`, or None where the preset's schedule gives it anyway
     (a design-space point holding the rate fixed where the paper's row of the same method used another)."""
     return None if preset.schedule_for(point.method, point.hparams)[0] == point.lr else point.lr
+
+
+def point_steps(preset: Preset, point: GridPoint) -> int | None:
+    """The schedule length to override for `point`, or None where it is the preset's."""
+    return None if point.steps is None or point.steps == preset.steps else point.steps
+
+
+def point_overrides(preset: Preset, point: GridPoint) -> dict:
+    """What `point` changes from the preset's protocol (as `vitcf.study.plan_run` takes it): lr, steps."""
+    return {k: v for k, v in {"lr": point_lr(preset, point), "steps": point_steps(preset, point)}.items()
+            if v is not None}
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class SweepRun:
             "results_dir": str(self.record.parent.resolve()),
             "forgetting_steps": json.dumps(list(self.plan.forgetting_steps)),
             "lr": "" if (lr := point_lr(self.plan.preset, self.point)) is None else lr,
+            "steps": "" if self.plan.train.steps == get_preset(self.plan.preset.name).steps else self.plan.train.steps,
             "device": str(self.plan.device),
             "force": False,
         }

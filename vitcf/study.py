@@ -127,8 +127,10 @@ def weights_source(preset: Preset, checkpoint: str | Path | None) -> dict:
 def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, progress) -> tuple[dict, torch.nn.Linear]:
     """The un-fine-tuned backbone's probe scores and linear head, computed once per preset folder."""
     path, head_path = folder / "baseline.json", folder / "baseline_head.safetensors"
-    # What the baseline depends on: the protocol, not the grids of runs to compare with it.
-    key = records.config_hash({"preset": preset.protocol(), "weights": weights["sha256"], "schema": SCHEMA})
+    # What the baseline depends on: the protocol, not the grids of runs to compare with it, nor the
+    # length of a run's schedule (the schedule axis shares one folder, and one baseline, across lengths).
+    protocol = {k: v for k, v in preset.protocol().items() if k != "steps"}
+    key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA})
     cached = records.read_json(path) if path.exists() and head_path.exists() else {}
     if cached.get("key") == key:
         head = torch.nn.Linear(cached["width"], cached["num_classes"])
@@ -337,9 +339,9 @@ def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
     probe = prep.probe
     curve = probe.smaller(*preset.curve_probe) if preset.curve_probe and plan.forgetting_steps else probe
 
-    def probe_at(step, model):
+    def probe_at(step, model):  # both probes: the k-NN and the linear head fitted on the pre-trained features
         if step in plan.forgetting_steps:
-            over_steps.append({"step": step, "knn": probe_scores(curve, model, None, device, False)["knn"]})
+            over_steps.append({"step": step, **probe_scores(curve, model, prep.head, device, False)})
 
     result = finetune(
         prep.model, prep.fit_set, prep.selection_set, plan.train,

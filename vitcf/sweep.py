@@ -46,6 +46,7 @@ from .runner import (  # noqa: F401 - re-exported, as above
     describe_error,
     ensure_baseline,
     point_lr,
+    point_overrides,
     run_one,
     write_error,
 )
@@ -109,8 +110,7 @@ def grid_keys(preset: str, grid: str = "core") -> set[str]:
     spec = get_preset(preset)
     keys = set()
     for point in spec.points(grid):
-        lr = point_lr(spec, point)
-        keys.add(grid_key(record_name(point.method, point.hparams, 0, {} if lr is None else {"lr": lr})))
+        keys.add(grid_key(record_name(point.method, point.hparams, 0, point_overrides(spec, point))))
     return keys
 
 
@@ -131,10 +131,13 @@ def plan_sweep(
 ) -> list[SweepRun]:
     """Plan every run of a sweep, seed by seed in the grid's order; nothing is read or written.
 
-    `grid` is "core" (the paper's rows) or "design" (the design space around them, `Preset.design`);
-    both write to the preset's one folder, so a design point that is also a core point is one run.
-    The design space is compared at the end of training: its runs probe no forgetting steps unless
-    `forgetting_steps` names some (the core grid's runs carry the curves).
+    `grid` is "core" (the paper's rows), "design" (the design space around them, `Preset.design`),
+    "rates" (the learning-rate axis) or "schedule" (the schedule-length axis); all write to the
+    preset's one folder, so a point of one grid that is also a point of another is one run.
+    The design space and the rate axis are compared at the end of training: their runs probe no
+    forgetting steps unless `forgetting_steps` names some (the core grid's runs carry the curves).
+    The schedule axis probes at `Preset.long_forgetting_steps` within each run's schedule, so its
+    runs at the preset's own length probe exactly as the core grid's.
     Each run goes through `plan_run`, so a bad preset, seed, device or forgetting step fails the
     whole sweep here, before the first run could leave a record behind. Repeated seeds plan once.
     """
@@ -143,14 +146,21 @@ def plan_sweep(
     if not seeds:
         raise ValueError("seeds must name at least one seed (an integer >= 0), got none")
     points = select_points(spec, only, grid)
-    if forgetting_steps is None and grid == "design":
+    if forgetting_steps is None and grid in ("design", "rates"):
         forgetting_steps = ()
+    if grid == "schedule":
+        asked = spec.long_forgetting_steps if forgetting_steps is None else tuple(forgetting_steps)
+        longest = max((point.steps or spec.steps for point in points), default=spec.steps)
+        if beyond := [s for s in asked if isinstance(s, int) and s > longest]:
+            raise ValueError(f"forgetting steps {beyond} lie beyond the longest schedule of the grid ({longest} steps)")
     runs: dict[Path, SweepRun] = {}
     for seed in seeds:
         for point in points:
+            steps = forgetting_steps
+            if grid == "schedule":  # each run probes at the steps within its own schedule
+                steps = [s for s in asked if not isinstance(s, int) or s <= (point.steps or spec.steps)]
             plan = plan_run(preset, point.method, point.hparams, seed, results_dir=results_dir, device=device,
-                            lr=point_lr(spec, point),
-                            forgetting_steps=None if forgetting_steps is None else tuple(forgetting_steps))
+                            **point_overrides(spec, point), forgetting_steps=None if steps is None else tuple(steps))
             runs.setdefault(plan.path, SweepRun(point, plan.method.label, plan))
     return list(runs.values())
 
