@@ -7,15 +7,24 @@ local-executor job during its record write; a truncated record (and baseline); a
 another schema; corrupted weights (sha256 mismatch); ENOSPC during a record write; a papermill
 kernel that dies mid-run; two sweeps racing on one empty folder. The closing note counts them.
 
+How each is produced: the job and its kernel are SIGKILLed (`kill -9`, from the test); the kernel
+kills itself with SIGKILL; records, the baseline and the weights have their bytes cut or changed on
+disk; two `vitcf sweep` processes are started at once. ENOSPC is a disk that is really full: the records are written onto a size-limited tmpfs
+mounted for the test (`small_disk`; it needs root, and the test skips, saying why, where mounting is
+not permitted), and just before the targeted record write a filler file is written onto it until
+the file system answers ENOSPC (`fill_disk`). The record's own `write()` then fails with ENOSPC from
+the operating system, nothing stubbed; removing the filler frees the space.
+
 Timing hooks go into the run's kernel the way `failing_notebook` does: one cell after the
-parameters. They decide *when* a fault strikes (the record's fsync); the fault itself is real: the
-kernel and the job are SIGKILLed, the kernel's fsync fails with ENOSPC, the weights' bytes change.
+parameters. They decide only *when* a fault strikes: the record's fsync (for the kill), the record's
+write (where the disk is filled). The fault itself is real.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import json
 import os
 import signal
@@ -107,6 +116,63 @@ def _on_record_fsync(fd, _run=RUN, _then=THEN):
 _os.fsync = _on_record_fsync
 '''
 
+# A hook on the kernel's write of one record (vitcf.records.write_json of <RUN>.json): `THEN` gets the
+# real write_json, the path and the data, and decides what happens around the write.
+ON_RECORD_WRITE = '''
+import os as _os
+import vitcf.records as _records
+def _on_record_write(path, data, _run=RUN, _then=THEN, _write=_records.write_json):
+    if _os.path.basename(str(path)) == _run + ".json":
+        return _then(_write, path, data)
+    return _write(path, data)
+_records.write_json = _on_record_write
+'''
+
+DISK_SIZE = "8m"  # room for a smoke sweep's four runs (records, notebooks, kept weights) many times over
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A size-limited tmpfs mounted at `tmp_path/disk` for the test (unmounted after it): a file system
+    that really fills up. Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the test
+    skips, saying why. (`unshare` would not help: a mount namespace of a child is not seen by this
+    process and its kernels, and this multi-threaded process cannot enter a new user namespace.)"""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("ENOSPC is produced on a size-limited tmpfs, and mounting one needs root (CAP_SYS_ADMIN); "
+                    f"this test runs as uid {os.geteuid()}")
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE},mode=0755", "vitcf-faults", str(disk)],
+                       check=True, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as err:
+        cause = getattr(err, "stderr", None) or err
+        pytest.skip(f"ENOSPC is produced on a size-limited tmpfs, and this machine does not let root mount one "
+                    f"(no CAP_SYS_ADMIN, an unprivileged container?): mount -t tmpfs failed: {str(cause).strip()}")
+    try:
+        yield disk
+    finally:
+        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(disk)], check=True, capture_output=True)
+
+
+def fill_disk(path):
+    """Write zeros to the new file `path` until its file system is full (the write fails with ENOSPC);
+    return the bytes written. Every block is then taken: the next write of a new file fails for real."""
+    import errno
+    import os
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    written = 0
+    try:
+        while True:
+            written += os.write(fd, bytes(1 << 16))
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+    return written
+
 
 # --- units: what a record must be, and how a write fails ------------------------------------------
 
@@ -160,35 +226,38 @@ def test_records_checkpoints_and_claims_get_the_umask_permissions(tmp_path, mask
     assert modes == {"r.json": 0o666 & ~mask, "w.safetensors": 0o666 & ~mask, "r.lock": 0o666 & ~mask}
 
 
-def test_enospc_during_a_write_leaves_the_previous_file_and_no_partial_one(tmp_path, monkeypatch):
-    path = records.write_json(tmp_path / "baseline.json", {"old": True})
-
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(os, "fsync", full)
+def test_enospc_during_a_write_leaves_the_previous_file_and_no_partial_one(small_disk, tmp_path):
+    folder, filler = small_disk / "records", small_disk / "filler"
+    path = records.write_json(folder / "baseline.json", {"old": True})
+    assert fill_disk(filler) > 0  # the disk is full now: the new record's write meets ENOSPC for real
     with pytest.raises(records.RecordWriteError) as err:
         records.write_json(path, {"new": True})
     fault()
     assert err.value.errno == errno.ENOSPC
     assert str(path) in str(err.value) and "No space left on device" in str(err.value)
-    assert records.read_json(path) == {"old": True} and sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json"]
-    monkeypatch.undo()
-    if os.geteuid() != 0:  # root writes into a read-only folder anyway
-        tmp_path.chmod(0o555)
-        try:
-            with pytest.raises(records.RecordWriteError, match=f"cannot write {path}: Permission denied"):
-                records.write_json(path, {"new": True})
-        finally:
-            tmp_path.chmod(0o755)
-        assert records.read_json(path) == {"old": True}
+    assert records.read_json(path) == {"old": True} and sorted(p.name for p in folder.iterdir()) == ["baseline.json"]
+    filler.unlink()  # space freed: the same write now goes through
+    assert records.read_json(records.write_json(path, {"new": True})) == {"new": True}
+    assert sorted(p.name for p in folder.iterdir()) == ["baseline.json"]
+
+
+def test_a_write_into_a_read_only_file_system_leaves_the_previous_file(small_disk):
+    path = records.write_json(small_disk / "baseline.json", {"old": True})
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, capture_output=True)
+    try:  # read-only for root too: the file system refuses the write (EROFS), not a permission bit
+        with pytest.raises(records.RecordWriteError, match=f"cannot write {path}: .*Read-only file system"):
+            records.write_json(path, {"new": True})
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True, capture_output=True)
+    assert records.read_json(path) == {"old": True}
+    assert sorted(p.name for p in small_disk.iterdir()) == ["baseline.json"]
 
 
 # --- the faults, for real -------------------------------------------------------------------------
 
-def test_broken_records_a_full_disk_and_a_dead_kernel_cost_nothing_recorded(tmp_path, capsys):
+def test_broken_records_a_full_disk_and_a_dead_kernel_cost_nothing_recorded(small_disk, tmp_path, capsys):
     """Truncated record and baseline, another schema, ENOSPC in a record write, a kernel SIGKILLed."""
-    folder = tmp_path / "results"
+    folder = small_disk / "results"  # on the small tmpfs, with the notebooks and weights written beside it
     command = ["sweep", "--preset", "smoke", "--only", "linear", "LoRA r=4", "Top-3", "LoRA r=8",
                "--results-dir", str(folder), "--quiet"]
     first = sweep("smoke", only=["linear", "LoRA r=4"], results_dir=folder, progress=False)
@@ -208,11 +277,16 @@ def test_broken_records_a_full_disk_and_a_dead_kernel_cost_nothing_recorded(tmp_
     assert valid == [] and [(p.name, r.split(" (")[0]) for p, r in found] == [
         ("linear_seed0.json", "not valid JSON"), ("lora_r4_seed0.json", "schema version 0, this code reads version 1")]
 
-    # ... and in the kernels: Top-3's record write meets a full disk, LoRA r=8's kernel is SIGKILLed
-    hooks = ON_RECORD_FSYNC.replace("RUN", '"top_k_k3_seed0"').replace("THEN", "_full")
-    source = ("import errno as _errno\n"
-              "def _full(fd):\n    raise OSError(_errno.ENOSPC, _os.strerror(_errno.ENOSPC))\n"
-              "import os as _os\n" + hooks +
+    # ... and in the kernels: Top-3's record write meets a full disk, LoRA r=8's kernel is SIGKILLed. At
+    # Top-3's record write the kernel fills the tmpfs (`fill_disk`), so the write itself fails with ENOSPC;
+    # it then removes the filler (space freed), as papermill's notebook and the error record need room.
+    filler, filled = small_disk / "filler", tmp_path / "filled"
+    source = ("import os as _os\n" + inspect.getsource(fill_disk) +
+              "def _full(write, path, data):\n"
+              f"    open({str(filled)!r}, 'w').write(str(fill_disk({str(filler)!r})))\n"
+              "    try:\n        return write(path, data)\n"
+              f"    finally:\n        _os.unlink({str(filler)!r})\n" +
+              ON_RECORD_WRITE.replace("RUN", '"top_k_k3_seed0"').replace("THEN", "_full") +
               'if method == "lora" and hparams == \'{"r": 8}\':\n'
               "    import signal\n    _os.kill(_os.getpid(), signal.SIGKILL)\n")
     notebook = faulty_notebook(tmp_path, source)
@@ -221,6 +295,7 @@ def test_broken_records_a_full_disk_and_a_dead_kernel_cost_nothing_recorded(tmp_
         patch.setattr(vitcf.sweep, "sweep", functools.partial(sweep, notebook=notebook))
         assert main(command) == 1
     out = capsys.readouterr().out
+    assert int(filled.read_text()) > 0 and not filler.exists()  # the disk was filled, then freed
     assert "2 done, 0 skipped, 2 failed" in out
     for name, reason in (("linear_seed0", "not valid JSON"), ("lora_r4_seed0", "schema version 0")):
         assert f"invalid record {folder / name}.json: {reason}" in out and "moved aside to " in out
