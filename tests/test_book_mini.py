@@ -96,7 +96,8 @@ def test_the_mini_page_sliders_rerank_and_redraw(mini_book):
 @needs_chromium
 def test_the_axes_page_rate_and_length_sliders_redraw(mini_book):
     html, _ = mini_book
-    marks = """(el, name) => [...el.querySelectorAll(`g[class*="${name}"] :is(path, line)`)].map(m => m.outerHTML)"""
+    marks = """(el, name) => [...el.querySelectorAll(`g.role-mark[class*="${name}"] :is(path, line)`)]
+                                .map(m => m.outerHTML)"""  # the marks of the named view, not its axes
     with offline_page(html, html / "notebooks" / "axes.html") as page:
         charts = page.locator(f"div.{plots.CHART_CLASS}")
         rate_chart = charts.filter(has=page.locator(f'input[name="{axes.RATE_PARAM}"]'))

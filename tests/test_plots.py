@@ -1,5 +1,6 @@
 """The study's figures without a browser: chart specs, the ranking, the print figure, offline embedding."""
 
+import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -8,7 +9,7 @@ import pytest
 import vl_convert as vlc
 from matplotlib.collections import PathCollection
 
-from vitcf import plots
+from vitcf import plots, report
 from vitcf.methods import make_method
 from vitcf.paper import PAPER_ROWS
 from vitcf.params import parse_count
@@ -16,10 +17,12 @@ from vitcf.records import read_records, records_frame
 from vitcf.study import run
 
 BASELINE = 50.0
+HEAD_BASELINE = 60.0
 
 
-def record(label, family, params, new, knn, *, seed=0, preset="smoke", over=None):
-    """A run record with just what records_frame and the curve chart read."""
+def record(label, family, params, new, knn, *, seed=0, preset="smoke", over=None, head=None):
+    """A run record with just what records_frame and the curve chart read; the linear head keeps
+    `head` (default: as much as the k-NN probe) from a baseline of HEAD_BASELINE."""
     return {
         "run": f"{label}_seed{seed}", "preset": preset, "method": label.split()[0].lower(), "family": family,
         "label": label, "hparams": {}, "seed": seed, "trainable_params": params,
@@ -27,7 +30,8 @@ def record(label, family, params, new, knn, *, seed=0, preset="smoke", over=None
         "timings": {"train_seconds": 1.0, "images_per_second": 100.0},
         "metrics": {
             "new_domain_accuracy": new, "knn": {10: knn + 1, 20: knn}, "knn_baseline": {10: BASELINE + 1, 20: BASELINE},
-            "linear_head": {"after": knn, "baseline": BASELINE}, "knn_over_steps": over or [],
+            "linear_head": {"after": knn if head is None else head, "baseline": HEAD_BASELINE},
+            "knn_over_steps": over or [],
         },
     }
 
@@ -38,7 +42,7 @@ RECORDS = [
     record("Full", "standard", 150_000, 76.0, 24.0, seed=1),
     record("LoRA r=8", "LoRA", 12_618, 60.0, 40.0),
     record("LoRA r=8", "LoRA", 12_618, 62.0, 42.0, seed=1),
-    record("Block exp. p=2", "block expansion", 25_738, 55.0, 48.0),
+    record("Block exp. p=2", "block expansion", 25_738, 55.0, 48.0, head=20.0),  # keeps its k-NN, not its head
 ]
 
 
@@ -211,16 +215,22 @@ def test_an_unprobed_step_zero_is_the_baseline():
 
 # --- print figure and explorer ------------------------------------------------------------------
 
-def test_seaborn_figure_has_one_point_per_label(frame):
+def test_seaborn_figure_has_one_point_per_label_and_probe(frame):
     fig = plots.tradeoff_figure(frame)
-    (ax,) = fig.axes
-    (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
-    assert len(points.get_offsets()) == frame["label"].nunique()
-    assert ax.get_xlabel() == plots.X_TITLE and ax.get_ylabel() == plots.Y_TITLE
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    knn, head = fig.axes
+    for ax, probe in ((knn, plots.KNN), (head, plots.HEAD)):
+        (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(points.get_offsets()) == frame["label"].nunique()
+        assert ax.get_xlabel() == plots.X_TITLE and ax.get_ylabel() == probe.title
+    block = plots.label_summary(frame).set_index("label").loc["Block exp. p=2"]
+    (points,) = [c for c in head.collections if isinstance(c, PathCollection)]
+    assert [block["new_domain_accuracy"], 20.0] in points.get_offsets().tolist()  # the head's y, not the k-NN's
+    legend = [t.get_text() for t in knn.get_legend().get_texts()]
     assert "Trainable parameters" in legend and "LoRA" in legend
-    with_paper = plots.tradeoff_figure(frame.assign(preset="paper"), reference=plots.paper_frame()).axes[0]
-    assert sum(isinstance(c, PathCollection) for c in with_paper.collections) == 2
+    with_paper = plots.tradeoff_figure(frame.assign(preset="paper"), reference=plots.paper_frame()).axes
+    assert [sum(isinstance(c, PathCollection) for c in ax.collections) for ax in with_paper] == [2, 1]
+    (only,) = plots.tradeoff_figure(report.paper_chart_frame()).axes  # the paper reports no linear head
+    assert only.get_ylabel() == plots.Y_TITLE
 
 
 def _find(widget, kind):
@@ -298,9 +308,11 @@ def test_the_step_slider_moves_from_probe_to_probe():
 
 
 def design_record(method, hparams, label, new, knn, lr=0.005, seed=0):
+    """A design-space record whose linear head keeps 10 points less than its k-NN probe."""
     return {"run": f"{label}_{seed}", "preset": "smoke", "method": method, "hparams": hparams, "family": "x",
             "label": label, "seed": seed, "trainable_params": 100, "config": {"train": {"lr": lr}},
-            "metrics": {"new_domain_accuracy": new, "knn": {"20": knn}}}
+            "metrics": {"new_domain_accuracy": new, "knn": {"20": knn}, "knn_baseline": {"20": BASELINE},
+                        "linear_head": {"baseline": HEAD_BASELINE, "after": knn - 10}}}
 
 
 DESIGN = [design_record("top_k", {"k": k}, f"Top-{k}", 60.0 + k, 50.0 - 2 * k) for k in (1, 2, 3)] + [
@@ -335,3 +347,135 @@ def test_the_design_chart_picks_an_axis_and_draws_the_baseline():
         plots.design_chart(frame, axis="Surgical: block trained")
     with pytest.raises(ValueError, match="no design-space records"):
         plots.design_chart(plots.design_frame([]))
+
+
+# --- both probes of the pre-training domain, side by side ----------------------------------------------
+
+def fields(spec) -> set[str]:
+    """Every field an encoding or an aggregate of (part of) a spec reads."""
+    return {n["field"] for n in dicts(spec) if isinstance(n.get("field"), str)}
+
+
+def named(view, prefix: str) -> bool:
+    """Whether `view` holds a view named `prefix` (Altair may suffix the name; the SVG class begins with it)."""
+    return any(isinstance(n.get("name"), str) and n["name"].startswith(prefix) for n in dicts(view))
+
+
+def data_of(spec, view) -> list[list[dict]]:
+    """The rows of every dataset that `view`, a part of `spec`, reads."""
+    names = {n["data"]["name"] for n in dicts(view) if isinstance(n.get("data"), dict) and "name" in n["data"]}
+    return [spec["datasets"][name] for name in sorted(names)]
+
+
+def test_records_frame_has_both_probes_drops(frame):
+    block = frame.set_index("label").loc["Block exp. p=2"]
+    assert block["drop"] == BASELINE - 48.0
+    assert block["linear_head_drop"] == HEAD_BASELINE - 20.0
+    assert block["linear_head_drop"] == block["linear_head_baseline"] - block["linear_head_after"]
+    summary = plots.label_summary(frame).set_index("label")
+    assert summary.loc["Full", "linear_head_drop"] == pytest.approx(HEAD_BASELINE - 22.0)  # mean over two seeds
+    assert (summary.loc["Full", "linear_head_after_min"], summary.loc["Full", "linear_head_after_max"]) == (20.0, 24.0)
+    assert plots.probes_of(frame) == plots.PROBES
+    paper = report.paper_chart_frame()
+    assert plots.probes_of(paper) == (plots.KNN,) and "linear_head_after" not in plots.label_summary(paper)
+
+
+def test_the_tradeoff_chart_shows_the_linear_head_beside_the_knn(frame):
+    spec = plots.tradeoff_chart(frame).to_dict()
+    top, ranking = spec["vconcat"]
+    knn, head = top["hconcat"]
+    assert {plots.KNN.accuracy, plots.KNN.baseline} <= fields(knn) and plots.HEAD.accuracy not in fields(knn)
+    assert {plots.HEAD.accuracy, plots.HEAD.baseline, f"{plots.HEAD.accuracy}_min"} <= fields(head)
+    assert plots.KNN.accuracy not in fields(head)
+    # one family dropdown, defined once, highlighting both panels and filtering the ranking
+    assert [p["name"] for p in dicts(spec) if p.get("name") == plots.FAMILY_PARAM and "select" in p] == [
+        plots.FAMILY_PARAM]
+    for panel in (knn, head):
+        assert {"param": plots.FAMILY_PARAM, "value": 0.9} in list(dicts(panel))
+    assert "k-NN probe" in ranking["title"]["text"] and "k-NN probe" in top["title"]["subtitle"]
+    svg = vlc.vegalite_to_svg(spec)
+    assert "Kept, by the linear-head probe" in svg and plots.HEAD.title in svg
+    # the paper's numbers have no linear head: one panel, as before
+    paper = plots.tradeoff_chart(report.paper_chart_frame()).to_dict()
+    assert "hconcat" not in paper["vconcat"][0] and plots.HEAD.accuracy not in fields(paper)
+
+
+def test_the_forgetting_curves_show_both_probes_and_tolerate_records_without_the_head():
+    new = [{"step": s, "knn": {"10": 50.0 - s, "20": 49.0 - s}, "linear_head": 58.0 - 3 * s} for s in (1, 5, 10)]
+    old = [{"step": s, "knn": {"10": 50.0 - s, "20": 49.0 - s}} for s in (1, 5, 10)]
+    runs = [record("Full", "standard", 10, 70.0, 39.0, over=new), record("Top-3", "standard", 5, 60.0, 45.0, over=old)]
+    curves = plots.forgetting_curve_frame(runs)
+    full, top = (curves[(curves["label"] == label) & (curves["k"] == 20)] for label in ("Full", "Top-3"))
+    assert list(full["linear_head"]) == [HEAD_BASELINE, 55.0, 43.0, 28.0]  # step 0 is the head's baseline
+    assert list(top["step"]) == [0, 1, 5, 10] and top["linear_head"].isna().all()  # no head: no head values
+    spec = plots.forgetting_curve_chart(runs).to_dict()
+    (knn_curves, head_curves), (knn_bars, head_bars) = (row["hconcat"] for row in spec["vconcat"])
+    assert "linear_head" in fields(head_curves) and "linear_head" not in fields(knn_curves)
+    assert named(knn_bars, "forgetting_at_step") and named(head_bars, "linear_head_at_step")
+    assert not named(head_bars, "forgetting_at_step")  # the browser test reads the k-NN bars by their name
+    (data,) = data_of(spec, head_curves)
+    assert {row["label"] for row in data} == {"Full"} and len(data) == 4  # one row per step, not per k
+    assert {p["name"] for p in spec["params"]} == {plots.K_PARAM, plots.STEP_PARAM}
+    svg = vlc.vegalite_to_svg(spec)
+    assert "linear-head accuracy at the picked step" in svg and "after training step 10" in svg
+    lines = [p for g in ET.fromstring(svg).iter() if "mark-line" in g.get("class", "").split()
+             for p in g if p.tag.endswith("path")]
+    assert len(lines) == 3 and all(p.get("stroke") not in (None, "none") for p in lines)  # 2 k-NN, 1 head
+    # no record with the head's curve: the chart as before, k-NN only
+    only_knn = plots.forgetting_curve_chart(runs[1:]).to_dict()
+    assert "hconcat" not in only_knn["vconcat"][0] and "linear_head_at_step" not in json.dumps(only_knn)
+
+
+def test_the_design_space_shows_both_probes():
+    frame = plots.design_frame(DESIGN).set_index("label")
+    top2 = frame.loc["Top-2"]
+    assert (top2["drop"], top2["linear_head_after"], top2["linear_head_drop"]) == (4.0, 36.0, HEAD_BASELINE - 36.0)
+    assert frame.loc["Top-1", "linear_head_sd"] == pytest.approx(frame.loc["Top-1", "pretrain_knn_sd"])
+    spec = plots.design_chart(plots.design_frame(DESIGN), baseline=BASELINE, head_baseline=HEAD_BASELINE).to_dict()
+    new, knn, head = spec["hconcat"]
+    assert "pretrain_knn" in fields(knn) and "linear_head_after" in fields(head)
+    assert [{"baseline": HEAD_BASELINE}] in data_of(spec, head) and [{"baseline": BASELINE}] in data_of(spec, knn)
+    table = report.design_table(plots.design_frame(DESIGN))
+    columns = list(table.columns)
+    assert columns.index("linear-head probe (%)") == columns.index("k-NN drop (points)") + 1
+    assert table.loc[table["label"] == "Top-2", "linear-head drop (points)"].item() == HEAD_BASELINE - 36.0
+
+
+def analysis(kind, label, scores, *, head=True):
+    """An analysis record: `scores` maps a state (or an alpha) to (new domain, k-NN, linear head)."""
+    def probe(new, knn, lh):
+        return {"new_domain_accuracy": new, "knn": {"20": knn}} | ({"linear_head": lh} if head else {})
+
+    base = {"knn": {"20": BASELINE}} | ({"linear_head": HEAD_BASELINE} if head else {})
+    record = {"analysis": kind, "run": f"{label}_seed0", "preset": "smoke", "label": label, "family": "LoRA",
+              "seed": 0, "baseline": base}
+    if kind == "reversibility":
+        return record | {"states": {state: probe(*values) for state, values in scores.items()}}
+    return record | {"points": [{"alpha": alpha} | probe(*values) for alpha, values in scores.items()]}
+
+
+def test_the_analyses_show_both_probes():
+    flip = analysis("reversibility", "LoRA r=8", {"adapted": (80.0, 45.0, 30.0), "removed": (40.0, BASELINE,
+                                                                                               HEAD_BASELINE)})
+    states = plots.reversibility_frame([flip]).set_index("state")
+    assert states.loc["adapted", "drop"] == 5.0 and states.loc["adapted", "linear_head_drop"] == 30.0
+    assert states.loc["removed", "linear_head_drop"] == 0.0
+    older = analysis("reversibility", "LoRA r=4", {"adapted": (80.0, 45.0, None)}, head=False)
+    assert plots.reversibility_frame([older])["linear_head_drop"].isna().all()
+    table = report.reversibility_table([flip, older])
+    assert list(table.columns.get_level_values(0).unique()) == [
+        "new domain (%)", "k-NN drop (points), k=20", "linear-head drop (points)"]
+    assert table.loc[("LoRA r=8", 0), ("linear-head drop (points)", "adapted")] == 30.0
+    assert list(report.reversibility_table([older]).columns.get_level_values(0).unique()) == [
+        "new domain (%)", "k-NN drop (points), k=20"]  # a record without the head: no empty column
+
+    curve = analysis("interpolation", "LoRA r=8", {0.0: (40.0, 50.0, 60.0), 1.0: (80.0, 45.0, 30.0)})
+    assert list(plots.interpolation_frame([curve])["linear_head_after"]) == [60.0, 30.0]
+    spec = plots.interpolation_chart([curve]).to_dict()
+    knn, head = spec["hconcat"]
+    assert "pretrain_knn" in fields(knn) and "linear_head_after" in fields(head)
+    assert named(knn, "interpolation_marked") and named(head, "head_marked") and not named(head, "interpolation_marked")
+    assert spec["params"][0]["name"] == plots.ALPHA_PARAM
+    bare = plots.interpolation_chart([analysis("interpolation", "Full", {0.0: (40.0, 50.0, 0), 1.0: (80.0, 45.0, 0)},
+                                               head=False)]).to_dict()
+    assert "hconcat" not in bare and "linear_head_after" not in fields(bare)

@@ -22,11 +22,14 @@ def smoke_results(tmp_path_factory):
     return root
 
 
-def frame_of(rows):
-    """A records_frame-shaped frame from (label, family, params, new-domain, k-NN) with baseline 50."""
+def frame_of(rows, head=None):
+    """A records_frame-shaped frame from (label, family, params, new-domain, k-NN) with baseline 50; the
+    linear head (baseline 60) keeps `head[label]` where given, else 10 points less than the k-NN probe."""
+    head = head or {}
     return pd.DataFrame([{"label": label, "family": family, "trainable_params": params, "new_domain_accuracy": new,
                           "pretrain_knn": knn, "pretrain_knn_baseline": 50.0, "drop": 50.0 - knn,
-                          "linear_head_after": knn, "seed": 0}
+                          "linear_head_after": head.get(label, knn - 10), "linear_head_baseline": 60.0,
+                          "linear_head_drop": 60.0 - head.get(label, knn - 10), "seed": 0}
                          for label, family, params, new, knn in rows])
 
 
@@ -182,7 +185,13 @@ def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypat
     lora = frame[frame["label"] == "LoRA r=8"].iloc[0]
     assert table.loc["LoRA r=8", "new domain (%)"] == f"{lora['new_domain_accuracy']:.2f}"  # one seed: no spread
     assert table.loc["LoRA r=8", "trainable params"] == f"{lora['trainable_params']:,}"
-    assert table.loc["Linear", "drop (points)"] == "0.00 ± 0.00"  # a frozen backbone cannot forget
+    assert table.loc["Linear", "k-NN drop (points)"] == "0.00 ± 0.00"  # a frozen backbone cannot forget
+    assert table.loc["Linear", "linear-head drop (points)"] == "0.00 ± 0.00"  # by either probe
+    assert list(table.columns[3:]) == ["new domain (%)", "k-NN probe (%), k=20", "k-NN drop (points)",
+                                       "linear-head probe (%)", "linear-head drop (points)"]
+    head = frame[frame["label"] == "LoRA r=8"].iloc[0]
+    assert table.loc["LoRA r=8", "linear-head drop (points)"] == (
+        f"{head['linear_head_baseline'] - head['linear_head_after']:.2f}")
 
 
 def test_paper_reference_and_chart_frame_are_the_papers_rows():
@@ -216,7 +225,8 @@ def test_linear_note_states_its_gap_drop_and_ranks():
     assert note.startswith("Linear fine-tuning reached 70.00% on the new domain: 20.00 points below full "
                            "fine-tuning (90.00%) and 20.00 below the best configuration (Full).")
     assert "it kept 50.00% of k-NN accuracy against 50.00% before fine-tuning, a drop of 0.00 points, " \
-           "while full fine-tuning dropped 30.00." in note
+           "while full fine-tuning dropped 30.00. On the linear-head probe it dropped 20.00 points and full " \
+           "fine-tuning 50.00." in note
     # scores at w=0.5: Block exp. p=1 64.5, p=3 68.5, Top-3 65, Linear 60, LoRA 64, Full 55
     assert "At the paper's equal weighting (w = 0.5) it ranks 5 of 6" in note
     # Linear (50) beats Block exp. p=1 (49 kept, 80 learnt) only when w * 1 > (1 - w) * 10: w > 10/11
@@ -231,9 +241,13 @@ def test_revert_checks_are_exact_and_the_lora_note_reports_them():
     assert all(c.max_abs_difference == 0 and c.tensors > 100 for c in checks)
     note = findings.lora_note(GRID, checks)
     assert note.startswith("With the adapter loaded, LoRA lost on the pre-training domain (drop in k-NN points: "
-                           "LoRA r=8 10.00), from 50.00% before fine-tuning. Unloading the adapter gives back")
+                           "LoRA r=8 10.00), from 50.00% before fine-tuning. On the linear-head probe the drops "
+                           "were LoRA r=8 30.00 points, from 60.00% before fine-tuning. Unloading the adapter "
+                           "gives back")
     assert "exactly the baseline's 50.00%" in note
     assert findings.lora_note(GRID).endswith("before fine-tuning.")  # no checks: no claim about unloading
+    paper = findings.lora_note(report.paper_chart_frame())  # the paper reports no linear head
+    assert "drop in k-NN points" in paper and "linear-head" not in paper
     broken = [findings.RevertCheck("LoRA r=8", 150, 0.5)]
     assert "Unloading did **not** restore the backbone exactly (LoRA r=8: 150 backbone tensors, largest " \
            "difference 0.5)" in findings.lora_note(GRID, broken)
@@ -244,8 +258,10 @@ def test_budget_note_compares_counts_and_drops():
     assert note.startswith("The smallest block expansion (Block exp. p=1) trains 100 parameters, 2.5 times the "
                            "largest LoRA (LoRA r=8, 40).")
     assert "Block expansion's drops on the pre-training domain range from 1.00 to 2.00 points, LoRA's from " \
-           "10.00 to 10.00." in note
-    assert note.endswith("Top-3 (300 trainable) and Block exp. p=3 (300) dropped 5.00 and 2.00 points.")
+           "10.00 to 10.00 (on the linear-head probe, block expansion's from 21.00 to 22.00, LoRA's from 30.00 to " \
+           "30.00)." in note
+    assert note.endswith("Top-3 (300 trainable) and Block exp. p=3 (300) dropped 5.00 and 2.00 points (on the "
+                         "linear-head probe, 25.00 and 22.00).")
     assert findings.budget_note(GRID[GRID["family"] != "LoRA"]).startswith("*These records lack")
     vit_b = findings.vit_b_budget()
     assert "7,164,772 for Block exp. p=1 and 371,812 for LoRA r=8" in vit_b
@@ -274,15 +290,18 @@ def test_seed_noise_separates_only_gaps_larger_than_the_seeds_spread():
     assert knn.loc[("Linear", "Top-3"), "p (Welch)"] == 0.0  # both seed-exact, means differ
     note = findings.seed_noise_note(frame)
     assert "the differences larger than seed noise (Welch's t-test, p < 0.05) are: 2 of 3 pairs in new-domain " \
-           "accuracy; 3 of 3 pairs in pre-training k-NN accuracy." in note
+           "accuracy; 3 of 3 pairs in pre-training k-NN accuracy; 3 of 3 pairs in pre-training linear-head " \
+           "accuracy." in note
     assert findings.seed_noise_note(frame[frame["seed"] == 0]).startswith("Fewer than two configurations")
     with pytest.raises(ValueError, match="no column 'accuracy'"):
         findings.seed_noise(frame, "accuracy")
 
 
-def curves_of(steps_knn: dict[str, list[tuple[int, float]]]) -> pd.DataFrame:
-    rows = [{"run": f"{label}_seed0", "label": label, "family": "standard", "seed": 0, "step": step, "k": 20, "knn": knn}
-            for label, points in steps_knn.items() for step, knn in points]
+def curves_of(steps_knn: dict[str, list[tuple]]) -> pd.DataFrame:
+    """Forgetting curves from (step, k-NN) points, or (step, k-NN, linear head) ones."""
+    rows = [{"run": f"{label}_seed0", "label": label, "family": "standard", "seed": 0, "step": point[0], "k": 20,
+             "knn": point[1]} | ({"linear_head": point[2]} if len(point) > 2 else {})
+            for label, points in steps_knn.items() for point in points]
     return pd.DataFrame(rows)
 
 
@@ -290,15 +309,31 @@ def test_early_forgetting_apportions_the_drop_to_the_first_steps():
     curves = curves_of({"Full": [(0, 60.0), (1, 50.0), (5, 40.0), (20, 38.0), (300, 35.0)],
                         "Linear": [(0, 60.0), (10, 60.0), (300, 60.0)]})
     table = findings.early_forgetting(curves).set_index("label")
-    assert table.loc["Full", "by step 10"] == 40.0 and table.loc["Full", "step"] == 5  # the last probe <= 10
-    assert table.loc["Full", "share lost by"] == pytest.approx(20 / 25)
-    assert pd.isna(table.loc["Linear", "share lost by"])  # nothing lost, nothing to apportion
+    assert table.loc["Full", "k-NN by step 10"] == 40.0 and table.loc["Full", "step"] == 5  # the last probe <= 10
+    assert table.loc["Full", "k-NN share lost by"] == pytest.approx(20 / 25)
+    assert pd.isna(table.loc["Linear", "k-NN share lost by"])  # nothing lost, nothing to apportion
+    assert table.loc["Full", "linear head seeds"] == 0 and pd.isna(table.loc["Full", "linear head share lost by"])
     note = findings.early_forgetting_note(curves)
     assert "from 60.00% before training to 40.00% after step 5 and 35.00% after step 300" in note
     assert "lost 80% of its whole drop of 25.00 points: most of the forgetting" in note
     slow = curves_of({"Full": [(0, 60.0), (10, 58.0), (300, 40.0)]})
     assert "lost 10% of its whole drop of 20.00 points: less than half" in findings.early_forgetting_note(slow)
     assert findings.early_forgetting_note(curves_of({"Linear": [(0, 1.0), (5, 1.0)]})).startswith("*None of these")
+    assert "linear-head" not in note  # curves without the head say nothing about it
+
+
+def test_early_forgetting_reads_the_linear_head_where_the_curves_have_it():
+    both = curves_of({"Full": [(0, 60.0, 70.0), (5, 58.0, 40.0), (300, 50.0, 30.0)]})
+    older = curves_of({"Full": [(0, 60.0), (5, 58.0), (300, 50.0)]}).assign(run="Full_seed1", seed=1)
+    table = findings.early_forgetting(pd.concat([both, older])).set_index("label")
+    assert table.loc["Full", "k-NN seeds"] == 2 and table.loc["Full", "linear head seeds"] == 1
+    assert table.loc["Full", "linear head share lost by"] == pytest.approx(30 / 40)
+    assert table.loc["Full", "k-NN share lost by"] == pytest.approx(2 / 10)
+    note = findings.early_forgetting_note(pd.concat([both, older]))
+    assert "lost 20% of its whole drop of 10.00 points: less than half" in note
+    assert note.endswith("On the linear-head probe (1 seed(s)), the accuracy goes from 70.00% before training to "
+                         "40.00% after step 5 and 30.00% after step 300. By step 5 it has lost 75% of its whole drop "
+                         "of 40.00 points: most of the forgetting happens within the first 10 steps on these records.")
 
 
 def test_the_design_note_reads_each_axis():
@@ -307,10 +342,28 @@ def test_the_design_note_reads_each_axis():
     frame = pd.DataFrame([{"axis": "Top-k: blocks trained k", "value": k, "series": "-", "new_domain_accuracy": 60 + k,
                            "pretrain_knn": 50 - 2 * k} for k in (1, 2, 3, 4)])
     note = findings.design_note(frame)
-    assert note.startswith("- **Top-k**: kept most of the pre-training domain at 1 (48.00%) and least at 4 (42.00%)")
-    assert "learnt most at 4 (64.00% on the new domain)" in note
-    assert "falls as the blocks trained k increases (Spearman rho -1.00 over 4 values)" in note
+    assert note == ("- **Top-k**: kept most of the pre-training domain at 1 (48.00%) and least at 4 (42.00%) by the "
+                    "k-NN probe; learnt most at 4 (64.00% on the new domain); the k-NN accuracy falls as the blocks "
+                    "trained k increases (Spearman rho -1.00 over 4 values).")
+    both = findings.design_note(frame.assign(linear_head_after=[30.0, 40.0, 35.0, 45.0]))
+    assert "by the k-NN probe, and most at 4 (45.00%) and least at 1 (30.00%) by the linear-head probe;" in both
+    assert both.endswith("; the linear-head accuracy rises as the blocks trained k increases (Spearman rho +0.80 "
+                         "over 4 values).")
     assert findings.design_note(plots.design_frame([])).startswith("*No design-space record yet")
+
+
+def test_the_probes_note_sets_the_two_drops_side_by_side():
+    note = findings.probes_note(GRID)  # the head drops 70 - k-NN: 50 (Full) to 20 (Linear)
+    assert note.startswith("Over the 6 configurations (means over seeds), the drop measured by the k-NN probe ranges "
+                           "from 0.00 to 30.00 points and the one measured by the linear-head probe from 20.00 to "
+                           "50.00. Full loses the most by the linear head: 50.00 points, against 30.00 by the k-NN "
+                           "probe.")
+    assert note.endswith("with a Spearman rank correlation of +1.00.")
+    reversed_head = frame_of([("Full", "standard", 1000, 90.0, 20.0), ("Top-3", "standard", 300, 85.0, 45.0),
+                              ("Linear", "standard", 10, 70.0, 50.0)],
+                             head={"Full": 59.0, "Top-3": 30.0, "Linear": 0.0})
+    assert findings.probes_note(reversed_head).endswith("correlation of -1.00.")
+    assert findings.probes_note(report.paper_chart_frame()).startswith("*These records carry no linear-head probe")
 
 
 def test_the_domains_table_gives_each_configurations_mean_or_what_to_run(smoke_results, tmp_path, monkeypatch):
@@ -339,9 +392,38 @@ def test_the_papers_claims_hold_on_its_numbers_and_are_tested_on_ours():
     assert verdicts["Full fine-tuning forgets the pre-training domain the most"]["holds"] is False
     assert "LoRA r=8 (10.00%)" in verdicts["Full fine-tuning forgets the pre-training domain the most"]["evidence"]
     table = findings.claims_table(paper, swapped)
-    assert table.loc["Full fine-tuning forgets the pre-training domain the most", "our runs"] == "does not hold"
+    assert table.loc["Full fine-tuning forgets the pre-training domain the most", findings.OURS_KNN] == "does not hold"
+    assert (table[findings.OURS_HEAD] == "-").sum() == 2  # no linear head in these numbers: nothing to test
     note = findings.agreement_note(paper, swapped)
-    assert note.startswith("Of the paper's 5 headline claims tested here, our runs agree on 4.")
+    assert note.startswith("Of the paper's 5 headline claims tested here, our runs agree on 4 by the k-NN probe, "
+                           "the one the paper used.")
     assert "*Full fine-tuning forgets the pre-training domain the most* (holds in the paper, does not hold" in note
+    assert "linear-head" not in note
     missing = findings.claims(paper[paper["family"] != "LoRA"])
     assert all(c["holds"] is None for c in missing)
+    with pytest.raises(ValueError, match="unknown probe 'cka'"):
+        findings.claims(paper, "cka")
+
+
+def test_our_claims_are_tested_by_both_probes():
+    """The k-NN probe says block expansion forgets less than LoRA; the linear head says the opposite."""
+    rows = [("Full", "standard", 1000, 90.0, 20.0), ("Linear", "standard", 10, 70.0, 50.0),
+            ("LoRA r=8", "LoRA", 40, 91.0, 40.0), ("Block exp. p=1", "block expansion", 100, 92.0, 49.0)]
+    ours = frame_of(rows, head={"Full": 10.0, "Linear": 60.0, "LoRA r=8": 55.0, "Block exp. p=1": 30.0})
+    by_head = {c["claim"]: c for c in findings.claims(ours, findings.HEAD.name)}
+    blocks = "Every block expansion forgets less than every LoRA"
+    assert by_head[blocks]["holds"] is False and by_head[blocks]["forgetting"]
+    assert by_head[blocks]["evidence"] == ("linear-head drops: block expansion 30.00 to 30.00 points, "
+                                           "LoRA 5.00 to 5.00")
+    table = findings.claims_table(report.paper_chart_frame(), ours)
+    assert list(table.columns) == [findings.PAPER_VERDICT, "paper's numbers", findings.OURS_KNN,
+                                   "our numbers, k-NN", findings.OURS_HEAD, "our numbers, linear head"]
+    assert (table.loc[blocks, findings.OURS_KNN], table.loc[blocks, findings.OURS_HEAD]) == ("holds", "does not hold")
+    learns = "Linear fine-tuning learns the new domain least"
+    assert table.loc[learns, findings.OURS_HEAD] == findings.NOT_A_PROBE  # a new-domain claim: no probe enters
+    note = findings.agreement_note(report.paper_chart_frame(), ours)
+    assert note.startswith("Of the paper's 5 headline claims tested here, our runs agree on 5 by the k-NN probe")
+    assert note.endswith("The paper reports no linear-head probe; by ours, 1 of its 2 claims about forgetting come "
+                         "out as in the paper, and these do not: *Every block expansion forgets less than every LoRA* "
+                         "(holds in the paper, does not hold in ours: linear-head drops: block expansion 30.00 to "
+                         "30.00 points, LoRA 5.00 to 5.00).")

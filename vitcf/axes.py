@@ -18,21 +18,18 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from .findings import claims
+from .findings import NOT_A_PROBE, claims, verdict
 from .methods import make_method
-from .plots import BACKGROUND
+from .plots import BACKGROUND, HEAD, KNN, PROBES
 from .presets import AXIS_FAMILIES, Preset
 from .records import read_json, records_frame
 from .report import REPO
 
 RATE_PARAM = "rate_pick"
 LENGTH_PARAM = "length_pick"
-# The two probes: (name, accuracy column, drop column, baseline column) in a records frame.
-PROBES = (("k-NN", "pretrain_knn", "drop", "pretrain_knn_baseline"),
-          ("linear head", "linear_head_after", "linear_head_drop", "linear_head_baseline"))
 LABELS = tuple(make_method(method, **hparams).label for method, hparams in AXIS_FAMILIES)
 LABEL_COLOURS = alt.Scale(domain=list(LABELS), range=["#1f3b73", "#4c78a8", "#9ecae9", "#f58518", "#54a24b"])
-WIDTH = 300
+WIDTH = 260
 
 
 def axes_frame(runs: list[dict], preset: Preset, k: int = 20) -> pd.DataFrame:
@@ -54,7 +51,7 @@ def axes_frame(runs: list[dict], preset: Preset, k: int = 20) -> pd.DataFrame:
 
 def axis_summary(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (label, `by`), `by` being "lr" or "steps"."""
-    columns = ["new_domain_accuracy", *(c for _, acc, drop, _ in PROBES for c in (acc, drop))]
+    columns = ["new_domain_accuracy", *(c for p in PROBES for c in (p.accuracy, p.drop))]
     grouped = frame.groupby(["label", "family", by], sort=False)
     summary = grouped[columns].mean().join(grouped[columns].std().add_suffix("_sd")).join(
         grouped.size().rename("seeds")).join(grouped["paper_rate"].first()).reset_index()
@@ -64,11 +61,15 @@ def axis_summary(frame: pd.DataFrame, by: str) -> pd.DataFrame:
 
 def _long(summary: pd.DataFrame, by: str) -> pd.DataFrame:
     """`summary` with one row per probe: accuracy kept and drop (points) under `probe`."""
-    parts = [summary.assign(probe=name, kept=summary[acc], drop_=summary[drop], drop_sd=summary[f"{drop}_sd"])
-             for name, acc, drop, _ in PROBES]
+    parts = [summary.assign(probe=p.name, kept=summary[p.accuracy], drop_=summary[p.drop],
+                            drop_sd=summary[f"{p.drop}_sd"]) for p in PROBES]
     return pd.concat(parts, ignore_index=True)[
         ["label", "family", by, "seeds", "paper_rate", "new_domain_accuracy", "new_domain_accuracy_sd", "probe",
          "kept", "drop_", "drop_sd"]].rename(columns={"drop_": "drop"})
+
+
+def _names() -> list[str]:
+    return [p.name for p in PROBES]
 
 
 def _slug(probe: str) -> str:
@@ -93,8 +94,8 @@ def rate_chart(frame: pd.DataFrame):
     long = long.assign(rate_index=long["lr"].map(_index_of(rates)))
     pick = alt.param(name=RATE_PARAM, value=rates.index(0.005) if 0.005 in rates else 0, bind=alt.binding_range(
         min=0, max=len(rates) - 1, step=1, name=f"Learning rate ({', '.join(f'{r:g}' for r in rates)}) "))
-    colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS)
-    tooltip = ["label:N", alt.Tooltip("lr:Q", title="learning rate", format="g"), "seeds:Q", "probe:N",
+    colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS, legend=alt.Legend(orient="top"))
+    tooltip = ["label:N", alt.Tooltip("lr:Q", title="learning rate", format="~g"), "seeds:Q", "probe:N",
                alt.Tooltip("new_domain_accuracy:Q", title="new domain (%)", format=".2f"),
                alt.Tooltip("kept:Q", title="kept (%)", format=".2f"),
                alt.Tooltip("drop:Q", title="drop (points)", format=".2f"),
@@ -115,20 +116,20 @@ def rate_chart(frame: pd.DataFrame):
 
     picked = alt.Chart(long).transform_filter(f"datum.rate_index == {RATE_PARAM}")
     bars = alt.hconcat(
-        picked.transform_filter(alt.datum.probe == PROBES[0][0]).mark_bar().encode(
+        picked.transform_filter(alt.datum.probe == KNN.name).mark_bar().encode(
             x=alt.X("new_domain_accuracy:Q", title="New-domain accuracy (%)"),
             y=alt.Y("label:N", title=None, sort=list(LABELS)), color=colour, tooltip=tooltip,
-        ).properties(width=180, title="learnt", name="at_rate_learnt"),
+        ).properties(width=150, title="learnt", name="at_rate_learnt"),
         *(picked.transform_filter(alt.datum.probe == name).mark_bar().encode(
             x=alt.X("drop:Q", title=f"{name} drop (points)"),
             y=alt.Y("label:N", title=None, sort=list(LABELS), axis=None), color=colour, tooltip=tooltip,
-        ).properties(width=180, title=f"forgotten, {name}", name=f"at_rate_{_slug(name)}") for name, *_ in PROBES),
+        ).properties(width=150, title=f"forgotten, {name}", name=f"at_rate_{_slug(name)}") for name in _names()),
     )
     caption = picked.transform_aggregate(lr="max(lr)").transform_calculate(
-        text="'every family at learning rate ' + format(datum.lr, 'g')").mark_text(
+        text="'every family at learning rate ' + format(datum.lr, '~g')").mark_text(
         align="left", fontSize=13, fontWeight="bold").encode(text="text:N", x=alt.value(0), y=alt.value(0)) \
-        .properties(width=2 * WIDTH, height=10)
-    return alt.vconcat(alt.hconcat(*(panel(name) for name, *_ in PROBES)), caption, bars).add_params(pick) \
+        .properties(width=2 * WIDTH, height=10, view=alt.ViewBackground(stroke=None))
+    return alt.vconcat(alt.hconcat(*(panel(name) for name in _names())), caption, bars).add_params(pick) \
         .properties(background=BACKGROUND)
 
 
@@ -145,10 +146,10 @@ def curves_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
         if start is None:
             continue
         for entry in over:
-            values = {"k-NN": (entry["knn"].get(str(k), entry["knn"].get(k)), start["knn"].get(str(k),
-                                                                                           start["knn"].get(k)))}
+            values = {KNN.name: (entry["knn"].get(str(k), entry["knn"].get(k)), start["knn"].get(str(k),
+                                                                                             start["knn"].get(k)))}
             if "linear_head" in entry and "linear_head" in start:
-                values["linear head"] = (entry["linear_head"], start["linear_head"])
+                values[HEAD.name] = (entry["linear_head"], start["linear_head"])
             for probe, (now, before) in values.items():
                 rows.append({"run": record["run"], "label": record["label"], "family": record["family"],
                              "steps": record["config"]["train"]["steps"], "step": entry["step"], "probe": probe,
@@ -170,7 +171,7 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
     curves = curves.assign(length_index=curves["steps"].map(_index_of(lengths)))
     pick = alt.param(name=LENGTH_PARAM, value=0, bind=alt.binding_range(
         min=0, max=len(lengths) - 1, step=1, name=f"Schedule length (steps: {', '.join(f'{n:,}' for n in lengths)}) "))
-    colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS)
+    colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS, legend=alt.Legend(orient="top"))
     step_x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog", constant=10))
 
     def curve_panel(probe: str) -> alt.Chart:
@@ -191,44 +192,32 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
     def end_panel(y: alt.Y, probe: str, title: str, name: str) -> alt.LayerChart:
         base = alt.Chart(long).transform_filter(alt.datum.probe == probe)
         line = base.mark_line(point=True).encode(x=length_x, y=y, color=colour, tooltip=tooltip)
-        return alt.layer(line, rule.properties(name=name)).properties(width=200, height=200, title=title)
+        return alt.layer(line, rule.properties(name=name)).properties(width=170, height=200, title=title)
 
     bottom = alt.hconcat(
         end_panel(alt.Y("new_domain_accuracy:Q", title="New-domain accuracy (%)", scale=alt.Scale(zero=False)),
-                  PROBES[0][0], "learnt", "at_length_learnt"),
+                  KNN.name, "learnt", "at_length_learnt"),
         *(end_panel(alt.Y("drop:Q", title=f"{name} drop (points)"), name, f"forgotten at the end, {name}",
-                    f"at_length_{_slug(name)}") for name, *_ in PROBES),
+                    f"at_length_{_slug(name)}") for name in _names()),
     )
-    top = alt.hconcat(*(curve_panel(name) for name, *_ in PROBES))
+    top = alt.hconcat(*(curve_panel(name) for name in _names()))
     return alt.vconcat(top, bottom).add_params(pick).properties(background=BACKGROUND)
 
 
 # --- what the records say --------------------------------------------------------------------------
 
-def as_probe(frame: pd.DataFrame, probe: str) -> pd.DataFrame:
-    """`frame` with the `probe`'s accuracy, baseline and drop in the k-NN columns, so that code written
-    for the k-NN probe (`findings.claims`) reads the other one."""
-    for name, acc, drop, base in PROBES:
-        if name == probe:
-            return frame.assign(pretrain_knn=frame[acc], drop=frame[drop], pretrain_knn_baseline=frame[base])
-    raise ValueError(f"unknown probe {probe!r}; allowed: {', '.join(name for name, *_ in PROBES)}")
-
-
-def _word(holds) -> str:
-    return "-" if holds is None else ("holds" if holds else "does not hold")
-
-
 def claims_by_rate(frame: pd.DataFrame) -> pd.DataFrame:
     """The paper's headline claims (`findings.claims`) tested on the rate axis: at the paper's own rates
     (each family at its row's rate) and at each common rate, on each probe. Rows: claims; columns:
-    (probe, rates)."""
+    (probe, rates). A claim about the new domain alone reads no probe: "n/a" under the linear head."""
     settings = {"the paper's rates": frame[frame["paper_rate"]]}
     settings.update({f"all at {lr:g}": frame[frame["lr"] == lr] for lr in sorted(frame["lr"].unique())})
     table = {}
-    for probe, *_ in PROBES:
+    for probe in _names():
         for name, rows in settings.items():
-            found = claims(as_probe(rows, probe)) if not rows.empty else []
-            table[(probe, name)] = {c["claim"]: _word(c["holds"]) for c in found}
+            found = claims(rows, probe) if not rows.empty else []
+            table[(probe, name)] = {c["claim"]: verdict(c["holds"]) if c["forgetting"] or probe == KNN.name
+                                    else NOT_A_PROBE for c in found}
     return pd.DataFrame(table).rename_axis("claim")
 
 
@@ -236,7 +225,7 @@ def rates_note(frame: pd.DataFrame) -> str:
     """Which of the paper's claims survive matched rates and which were the rates speaking (Markdown)."""
     table = claims_by_rate(frame)
     lines = []
-    for probe, *_ in PROBES:
+    for probe in _names():
         part = table[probe]
         paper, matched = part["the paper's rates"], part.drop(columns="the paper's rates")
         for claim in part.index:
@@ -256,8 +245,9 @@ def rates_note(frame: pd.DataFrame) -> str:
                 verdict = "the method decides it, whatever the rate"
             else:
                 verdict = "at the paper's rates the rates were speaking, not the methods"
-            lines.append(f"- *{claim}* ({probe} probe): {paper[claim]} at the paper's rates; holds {where}: "
-                         f"{verdict}.")
+            about = f"{probe} probe" if table.loc[claim, (_names()[-1], "the paper's rates")] != NOT_A_PROBE \
+                else "the new domain alone"
+            lines.append(f"- *{claim}* ({about}): {paper[claim]} at the paper's rates; holds {where}: {verdict}.")
     return "\n".join(lines) if lines else "*No rate-axis records yet: `make axes` makes them.*"
 
 
@@ -287,12 +277,12 @@ def schedule_note(frame: pd.DataFrame, noise: pd.DataFrame | None = None) -> str
     sd = {}
     if noise is not None and not noise.empty:
         at_paper = axis_summary(noise[noise["paper_rate"]], "lr")
-        sd = {(row["label"], name): row[f"{drop}_sd"] for _, row in at_paper.iterrows() for name, _, drop, _ in PROBES}
+        sd = {(row["label"], p.name): row[f"{p.drop}_sd"] for _, row in at_paper.iterrows() for p in PROBES}
     lines = []
     for label, rows in summary.groupby("label", sort=False):
         rows = rows.sort_values("steps")
         parts = []
-        for name, _, drop, _ in PROBES:
+        for name, drop in ((p.name, p.drop) for p in PROBES):
             values = ", ".join(f"{d:.2f}" for d in rows[drop])
             text = f"{name} drop {values} points"
             if len(rows) >= 2:
@@ -324,7 +314,15 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
         .reset_index(drop=True).round({column: 2 for column in numbers})
 
 
-def probes_note(frame: pd.DataFrame) -> str:
+def runs_view(frame: pd.DataFrame):
+    """`runs_table` for display: every row shown (no truncation), rates as written, accuracies to 2 decimals."""
+    table = runs_table(frame)
+    numbers = {column: "{:.2f}" for column in table.columns if table[column].dtype.kind == "f"}
+    return table.style.format({**numbers, "learning rate": "{:g}"}).hide(axis="index").set_table_styles(
+        [{"selector": "td, th", "props": "padding: 0.1em 0.6em; text-align: right"}])
+
+
+def probe_gap_note(frame: pd.DataFrame) -> str:
     """How far apart the two probes' drops are over the runs of `frame` (Markdown)."""
     moved = frame[frame["label"] != "Linear"]  # linear fine-tuning leaves the backbone as it was: both drops 0
     if moved.empty:

@@ -2,11 +2,14 @@
 
 Every function takes the records (as `vitcf.records.records_frame` rows) and returns Markdown built
 from them, so the discussion's numbers are the runs' numbers. A function whose configurations are
-missing from the records says which ones instead of guessing.
+missing from the records says which ones instead of guessing. Where the records hold both probes of
+the pre-training domain (`vitcf.plots.PROBES`), the linear head's numbers stand beside the k-NN
+probe's; the paper's reported numbers have the k-NN probe's alone.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -15,7 +18,7 @@ import torch
 
 from .backbones import create_backbone, get_spec
 from .methods import make_method
-from .plots import label_summary, rank_methods
+from .plots import HEAD, KNN, PROBES, has_head, label_summary, rank_methods
 
 WEIGHTS = tuple(i / 20 for i in range(21))  # the chart's slider positions: 0, 0.05, ..., 1
 
@@ -31,6 +34,10 @@ def _rows(frame: pd.DataFrame, labels: list[str]) -> tuple[pd.DataFrame | None, 
 def first_place_weights(frame: pd.DataFrame, label: str) -> list[float]:
     """The slider positions w at which `label` ranks first by the trade-off score."""
     return [w for w in WEIGHTS if rank_methods(frame, w).iloc[0]["label"] == label]
+
+
+def _range(rows: pd.DataFrame, column: str) -> str:
+    return f"{rows[column].min():.2f} to {rows[column].max():.2f}"
 
 
 def _span(weights: list[float]) -> str:
@@ -50,13 +57,15 @@ def linear_note(frame: pd.DataFrame) -> str:
     linear, full = summary.loc["Linear"], summary.loc["Full"]
     best_label = summary["new_domain_accuracy"].idxmax()
     balanced = rank_methods(frame, 0.5).set_index("label")
+    head = (f"On {HEAD.words} it dropped {linear[HEAD.drop]:.2f} points and full fine-tuning "
+            f"{full[HEAD.drop]:.2f}. " if has_head(summary) else "")
     return (
         f"Linear fine-tuning reached {linear['new_domain_accuracy']:.2f}% on the new domain: "
         f"{full['new_domain_accuracy'] - linear['new_domain_accuracy']:.2f} points below full fine-tuning "
         f"({full['new_domain_accuracy']:.2f}%) and {summary.loc[best_label, 'new_domain_accuracy'] - linear['new_domain_accuracy']:.2f} "
         f"below the best configuration ({best_label}). On the pre-training domain it kept "
         f"{linear['pretrain_knn']:.2f}% of k-NN accuracy against {linear['pretrain_knn_baseline']:.2f}% before fine-tuning, "
-        f"a drop of {linear['drop']:.2f} points, while full fine-tuning dropped {full['drop']:.2f}. "
+        f"a drop of {linear['drop']:.2f} points, while full fine-tuning dropped {full['drop']:.2f}. {head}"
         f"At the paper's equal weighting (w = 0.5) it ranks {int(balanced.loc['Linear', 'rank'])} of {len(balanced)}, "
         f"and it ranks first {_span(first_place_weights(frame, 'Linear'))}."
     )
@@ -112,6 +121,10 @@ def lora_note(frame: pd.DataFrame, checks: list[RevertCheck] | None = None) -> s
         f"With the adapter loaded, LoRA lost on the pre-training domain (drop in k-NN points: {ranks}), "
         f"from {baseline:.2f}% before fine-tuning."
     )
+    if has_head(summary):
+        heads = ", ".join(f"{label} {row[HEAD.drop]:.2f}" for label, row in lora.iterrows())
+        text += (f" On {HEAD.words} the drops were {heads} points, from {summary[HEAD.baseline].mean():.2f}% "
+                 f"before fine-tuning.")
     if checks is None:
         return text
     checked = "; ".join(f"{c.label}: {c.tensors} backbone tensors, largest difference {c.max_abs_difference:g}"
@@ -145,7 +158,10 @@ def budget_note(frame: pd.DataFrame) -> str:
         f"parameters, {small_block['trainable_params'] / large_lora['trainable_params']:.1f} times the largest LoRA "
         f"({large_lora.name}, {large_lora['trainable_params']:,}). "
         f"Block expansion's drops on the pre-training domain range from {blocks['drop'].min():.2f} to "
-        f"{blocks['drop'].max():.2f} points, LoRA's from {lora['drop'].min():.2f} to {lora['drop'].max():.2f}. "
+        f"{blocks['drop'].max():.2f} points, LoRA's from {lora['drop'].min():.2f} to {lora['drop'].max():.2f}"
+        + (f" (on {HEAD.words}, block expansion's from {_range(blocks, HEAD.drop)}, LoRA's from "
+           f"{_range(lora, HEAD.drop)})" if has_head(summary) else "")
+        + ". "
         f"On the new domain the best block expansion ({best_block.name}) reached "
         f"{best_block['new_domain_accuracy']:.2f}% and the best LoRA ({best_lora.name}) "
         f"{best_lora['new_domain_accuracy']:.2f}%."
@@ -153,7 +169,9 @@ def budget_note(frame: pd.DataFrame) -> str:
     if {"Top-3", "Block exp. p=3"} <= set(summary.index):
         top, block = summary.loc["Top-3"], summary.loc["Block exp. p=3"]
         text += (f" Top-3 ({top['trainable_params']:,} trainable) and Block exp. p=3 "
-                 f"({block['trainable_params']:,}) dropped {top['drop']:.2f} and {block['drop']:.2f} points.")
+                 f"({block['trainable_params']:,}) dropped {top['drop']:.2f} and {block['drop']:.2f} points"
+                 + (f" (on {HEAD.words}, {top[HEAD.drop]:.2f} and {block[HEAD.drop]:.2f})" if has_head(summary) else "")
+                 + ".")
     return text
 
 
@@ -215,7 +233,10 @@ def seed_noise_note(frame: pd.DataFrame) -> str:
         return ("Fewer than two configurations have two or more seeds, so no difference can be set against seed "
                 "noise; `vitcf sweep --preset <preset> --seeds 0 1 2` adds seeds.")
     parts = []
-    for column, name in (("new_domain_accuracy", "new-domain accuracy"), ("pretrain_knn", "pre-training k-NN accuracy")):
+    columns = [("new_domain_accuracy", "new-domain accuracy"), ("pretrain_knn", "pre-training k-NN accuracy")]
+    if has_head(frame):
+        columns.append((HEAD.accuracy, "pre-training linear-head accuracy"))
+    for column, name in columns:
         pairs = seed_noise(frame, column)
         parts.append(f"{int(pairs['beyond seed noise'].sum())} of {len(pairs)} pairs in {name}")
     return (f"Over the {int((seeds >= 2).sum())} configurations with at least two seeds (seeds per configuration: "
@@ -228,58 +249,87 @@ def seed_noise_note(frame: pd.DataFrame) -> str:
 EARLY_STEP = 10  # the abstract's claim: full fine-tuning loses most of the pre-training domain within 10 steps
 
 
+# The forgetting curves' columns (`vitcf.plots.forgetting_curve_frame`) per probe, k-NN first.
+CURVE_COLUMNS = ((KNN.name, "knn"), (HEAD.name, "linear_head"))
+
+
+def _early(run: pd.DataFrame, column: str, by: int) -> tuple | None:
+    """One run's curve in `column`: (at step 0, at the last probe in 1..`by`, that step, at the last
+    probe, that step), or None when it was not probed at step 0 and at some step in 1..`by`."""
+    run = run.dropna(subset=[column]).sort_values("step")
+    early = run[(run["step"] >= 1) & (run["step"] <= by)]
+    if 0 not in set(run["step"]) or early.empty:
+        return None
+    return (float(run.loc[run["step"] == 0, column].iloc[0]), float(early[column].iloc[-1]),
+            int(early["step"].iloc[-1]), float(run[column].iloc[-1]), int(run["step"].iloc[-1]))
+
+
 def early_forgetting(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STEP) -> pd.DataFrame:
-    """Per configuration (mean over seeds): the k-NN accuracy at step 0, at the last probe at or
-    before step `by`, and at the last probe; and the share of the whole drop already lost by `by`.
+    """Per configuration (mean over seeds) and per probe: the accuracy at step 0, at the last probe at
+    or before step `by`, and at the last probe; and the share of the whole drop already lost by `by`.
 
     `curves` is `vitcf.plots.forgetting_curve_frame`'s. Only runs probed at step 0 (or filled in
-    from their baseline) and at some step in 1..`by` count.
+    from their baseline) and at some step in 1..`by` count. Columns are named by probe ("k-NN at 0",
+    "linear head share lost by"); a configuration whose curves lack the linear head (older records)
+    has none of its runs in "linear head seeds" and NaN in its other linear-head columns.
     """
-    columns = ["label", "family", "seeds", "at 0", f"by step {by}", "step", "final", "last step", "share lost by"]
+    def named(probe: str) -> list[str]:
+        return [f"{probe} seeds", f"{probe} at 0", f"{probe} by step {by}", f"{probe} final",
+                f"{probe} share lost by"]
+
+    columns = ["label", "family", "step", "last step", *(c for probe, _ in CURVE_COLUMNS for c in named(probe))]
     at_k = curves[curves["k"] == k]
+    if "linear_head" not in at_k.columns:
+        at_k = at_k.assign(linear_head=math.nan)
     rows = []
     for label, runs in at_k.groupby("label", sort=False):
-        per_seed = []
-        for _, run in runs.groupby("run"):
-            run = run.sort_values("step")
-            early = run[(run["step"] >= 1) & (run["step"] <= by)]
-            if 0 not in set(run["step"]) or early.empty:
-                continue
-            start = float(run.loc[run["step"] == 0, "knn"].iloc[0])
-            per_seed.append((start, float(early["knn"].iloc[-1]), int(early["step"].iloc[-1]),
-                             float(run["knn"].iloc[-1]), int(run["step"].iloc[-1])))
-        if not per_seed:
-            continue
-        start, early_knn, step, final, last = (pd.Series(values).mean() for values in zip(*per_seed))
-        drop = start - final
-        rows.append({"label": label, "family": runs["family"].iloc[0], "seeds": len(per_seed), "at 0": start,
-                     f"by step {by}": early_knn, "step": int(step), "final": final, "last step": int(last),
-                     "share lost by": (start - early_knn) / drop if drop > 0 else float("nan")})
-    return pd.DataFrame(rows, columns=columns)
+        row = {"label": label, "family": runs["family"].iloc[0]}
+        for probe, column in CURVE_COLUMNS:
+            per_seed = [found for _, run in runs.groupby("run") if (found := _early(run, column, by)) is not None]
+            start, early, step, final, last = (pd.Series(values, dtype=float).mean()
+                                               for values in (zip(*per_seed) if per_seed else [()] * 5))
+            drop = start - final
+            row |= dict(zip(named(probe), (len(per_seed), start, early, final,
+                                           (start - early) / drop if drop > 0 else math.nan)))
+            if probe == KNN.name:
+                row |= {"step": step, "last step": last}
+        if row[f"{KNN.name} seeds"]:
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({"step": int, "last step": int}) if not table.empty else table
+
+
+def _apportion(what: str, row: pd.Series, probe: str, by: int) -> str:
+    """How `what` (one probe's accuracy in an `early_forgetting` row) falls, and how much of it by `by`."""
+    start, early, final = row[f"{probe} at 0"], row[f"{probe} by step {by}"], row[f"{probe} final"]
+    text = (f"{what} goes from {start:.2f}% before training to {early:.2f}% after step {row['step']} and "
+            f"{final:.2f}% after step {row['last step']}. ")
+    if start - final <= 0:
+        return text + "It does not fall over the run, so there is no forgetting to apportion."
+    share = row[f"{probe} share lost by"]
+    verdict = "most" if share > 0.5 else "less than half"
+    return text + (f"By step {row['step']} it has lost {share:.0%} of its whole drop of {start - final:.2f} points: "
+                   f"{verdict} of the forgetting happens within the first {by} steps on these records.")
 
 
 def early_forgetting_note(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STEP) -> str:
-    """The abstract's claim about full fine-tuning, checked against the records (Markdown)."""
+    """The abstract's claim about full fine-tuning, checked against the records on both probes (Markdown)."""
     table = early_forgetting(curves, k, by)
     full = table[table["label"] == "Full"]
     if full.empty:
         return (f"*None of these records is a full fine-tuning run probed at step 0 and within the first {by} "
                 f"steps, so the claim cannot be checked on them; the preset's forgetting steps must include both.*")
     row = full.iloc[0]
-    drop = row["at 0"] - row["final"]
-    text = (f"Full fine-tuning ({row['seeds']} seed(s)): the pre-training-domain k-NN accuracy (k={k}) goes from "
-            f"{row['at 0']:.2f}% before training to {row[f'by step {by}']:.2f}% after step {row['step']} and "
-            f"{row['final']:.2f}% after step {row['last step']}. ")
-    if drop <= 0:
-        return text + "It does not fall over the run, so there is no forgetting to apportion."
-    share = row["share lost by"]
-    verdict = "most" if share > 0.5 else "less than half"
-    return text + (f"By step {row['step']} it has lost {share:.0%} of its whole drop of {drop:.2f} points: "
-                   f"{verdict} of the forgetting happens within the first {by} steps on these records.")
+    text = f"Full fine-tuning ({row[f'{KNN.name} seeds']} seed(s)): " + _apportion(
+        f"the pre-training-domain k-NN accuracy (k={k})", row, KNN.name, by)
+    if row[f"{HEAD.name} seeds"]:
+        text += f" On {HEAD.words} ({row[f'{HEAD.name} seeds']} seed(s)), " + _apportion(
+            "the accuracy", row, HEAD.name, by)
+    return text
 
 
 def design_note(frame: pd.DataFrame) -> str:
-    """Along each recorded axis of the design space: the range of both accuracies and how the
+    """Along each recorded axis of the design space: the range of the accuracies and how each probe's
     pre-training-domain accuracy moves with the axis (Spearman rank correlation), as Markdown bullets.
 
     `frame` is `vitcf.plots.design_frame`'s (means over seeds).
@@ -293,49 +343,82 @@ def design_note(frame: pd.DataFrame) -> str:
         rows = rows.sort_values("value")
         if len(rows) < 2:
             continue
-        best = rows.loc[rows["pretrain_knn"].idxmax()]
-        worst = rows.loc[rows["pretrain_knn"].idxmin()]
         learnt = rows.loc[rows["new_domain_accuracy"].idxmax()]
         name = axis.split(":")[0] + ("" if series == "-" else f" ({series})")
-        trend = ""
-        if len(rows) >= 3 and rows["pretrain_knn"].nunique() > 1:
-            rho = spearmanr(rows["value"], rows["pretrain_knn"]).statistic
-            direction = "rises" if rho > 0 else "falls"
-            trend = (f"; the pre-training-domain accuracy {direction} as the {axis.split(': ')[-1]} increases "
-                     f"(Spearman rho {rho:+.2f} over {len(rows)} values)")
-        lines.append(f"- **{name}**: kept most of the pre-training domain at {best['value']} "
-                     f"({best['pretrain_knn']:.2f}%) and least at {worst['value']} ({worst['pretrain_knn']:.2f}%); "
-                     f"learnt most at {learnt['value']} ({learnt['new_domain_accuracy']:.2f}% on the new "
-                     f"domain){trend}.")
+        kept, trends = [], []
+        for probe in PROBES:
+            if probe.accuracy not in rows.columns or rows[probe.accuracy].isna().any():
+                continue
+            best = rows.loc[rows[probe.accuracy].idxmax()]
+            worst = rows.loc[rows[probe.accuracy].idxmin()]
+            kept.append(f"at {best['value']} ({best[probe.accuracy]:.2f}%) and least at {worst['value']} "
+                        f"({worst[probe.accuracy]:.2f}%) by {probe.words}")
+            if len(rows) >= 3 and rows[probe.accuracy].nunique() > 1:
+                rho = spearmanr(rows["value"], rows[probe.accuracy]).statistic
+                trends.append(f"the {probe.adjective} accuracy {'rises' if rho > 0 else 'falls'} as the "
+                              f"{axis.split(': ')[-1]} increases (Spearman rho {rho:+.2f} over {len(rows)} values)")
+        lines.append(f"- **{name}**: kept most of the pre-training domain {', and most '.join(kept)}; learnt most "
+                     f"at {learnt['value']} ({learnt['new_domain_accuracy']:.2f}% on the new domain)"
+                     + "".join(f"; {trend}" for trend in trends) + ".")
     return "\n".join(lines) if lines else "*Every recorded axis has a single value so far.*"
+
+
+def probes_note(frame: pd.DataFrame) -> str:
+    """How far the two probes of the pre-training domain agree on these records (Markdown)."""
+    summary = label_summary(frame)
+    if not has_head(summary):
+        return f"*These records carry no {HEAD.adjective} probe, so the two probes cannot be set side by side.*"
+    most = summary.loc[summary[HEAD.drop].idxmax()]
+    text = (f"Over the {len(summary)} configurations (means over seeds), the drop measured by {KNN.words} ranges "
+            f"from {_range(summary, KNN.drop)} points and the one measured by {HEAD.words} from "
+            f"{_range(summary, HEAD.drop)}. {most['label']} loses the most by the linear head: "
+            f"{most[HEAD.drop]:.2f} points, against {most[KNN.drop]:.2f} by the k-NN probe.")
+    if len(summary) >= 3 and summary[KNN.drop].nunique() > 1 and summary[HEAD.drop].nunique() > 1:
+        from scipy.stats import spearmanr
+
+        rho = spearmanr(summary[KNN.drop], summary[HEAD.drop]).statistic
+        text += (f" The two probes order the configurations by how much they forget with a Spearman rank "
+                 f"correlation of {rho:+.2f}.")
+    return text
 
 
 # --- the paper's claims, tested on its numbers and on ours -------------------------------------------
 
-def claims(frame: pd.DataFrame) -> list[dict]:
-    """The paper's headline claims, each tested on `frame` (the paper's reported numbers, or our records):
-    [{"claim", "holds" (bool, or None when the rows are missing), "evidence"}]."""
+def claims(frame: pd.DataFrame, probe: str = KNN.name) -> list[dict]:
+    """The paper's headline claims, each tested on `frame` (the paper's reported numbers, or our records)
+    with one probe of the pre-training domain (a `vitcf.plots.PROBES` name; the paper's numbers have the
+    k-NN probe's only): [{"claim", "holds" (bool, or None when the rows or the probe's values are
+    missing), "evidence", "forgetting" (whether the claim reads the probe; the others are about the
+    new domain alone)}]."""
+    probes = {p.name: p for p in PROBES}
+    if probe not in probes:
+        raise ValueError(f"unknown probe {probe!r}; allowed: {', '.join(probes)}")
+    chosen = probes[probe]
     summary = label_summary(frame).set_index("label")
+    measured = chosen is KNN or has_head(summary)
+    kept, drop = chosen.accuracy, chosen.drop
     fam = {name: summary[summary["family"] == name] for name in ("standard", "LoRA", "block expansion")}
     out = []
 
-    def add(claim, needed, test):
+    def add(claim, needed, test, forgetting=False):
         if not all(label in summary.index for label in needed) or any(f.empty for f in fam.values()):
-            out.append({"claim": claim, "holds": None, "evidence": "rows missing from these records"})
-            return
-        holds, evidence = test()
-        out.append({"claim": claim, "holds": bool(holds), "evidence": evidence})
+            holds, evidence = None, "rows missing from these records"
+        elif forgetting and not measured:
+            holds, evidence = None, f"no {chosen.adjective} probe in these numbers"
+        else:
+            holds, evidence = test()
+            holds = bool(holds)
+        out.append({"claim": claim, "holds": holds, "evidence": evidence, "forgetting": forgetting})
 
     def most_forgetting():
-        worst = summary["pretrain_knn"].idxmin()
-        return worst == "Full", (f"lowest pre-training-domain k-NN: {worst} ({summary.loc[worst, 'pretrain_knn']:.2f}%); "
-                                 f"Full {summary.loc['Full', 'pretrain_knn']:.2f}%")
+        worst = summary[kept].idxmin()
+        return worst == "Full", (f"lowest pre-training-domain {chosen.adjective} accuracy: {worst} "
+                                 f"({summary.loc[worst, kept]:.2f}%); Full {summary.loc['Full', kept]:.2f}%")
 
     def blocks_keep():
         lora, blocks = fam["LoRA"], fam["block expansion"]
-        return blocks["drop"].max() < lora["drop"].min(), (
-            f"block expansion drops {blocks['drop'].min():.2f} to {blocks['drop'].max():.2f} points, "
-            f"LoRA {lora['drop'].min():.2f} to {lora['drop'].max():.2f}")
+        return blocks[drop].max() < lora[drop].min(), (
+            f"{chosen.adjective} drops: block expansion {_range(blocks, drop)} points, LoRA {_range(lora, drop)}")
 
     def match_full(name):
         def test():
@@ -349,8 +432,8 @@ def claims(frame: pd.DataFrame) -> list[dict]:
         return worst == "Linear", (f"lowest new-domain accuracy: {worst} "
                                    f"({summary.loc[worst, 'new_domain_accuracy']:.2f}%)")
 
-    add("Full fine-tuning forgets the pre-training domain the most", ["Full"], most_forgetting)
-    add("Every block expansion forgets less than every LoRA", [], blocks_keep)
+    add("Full fine-tuning forgets the pre-training domain the most", ["Full"], most_forgetting, forgetting=True)
+    add("Every block expansion forgets less than every LoRA", [], blocks_keep, forgetting=True)
     add("LoRA reaches Full fine-tuning's new-domain accuracy or better", ["Full"], match_full("LoRA"))
     add("Block expansion reaches Full fine-tuning's new-domain accuracy or better", ["Full"],
         match_full("block expansion"))
@@ -358,28 +441,53 @@ def claims(frame: pd.DataFrame) -> list[dict]:
     return out
 
 
-def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame:
-    """Each claim: holds or not on the paper's numbers and on ours, with the evidence."""
-    def word(holds):
-        return "-" if holds is None else ("holds" if holds else "does not hold")
+PAPER_VERDICT, OURS_KNN, OURS_HEAD = "paper (k-NN; it reports no linear head)", "ours, k-NN", "ours, linear head"
+NOT_A_PROBE = "n/a"  # a claim about the new domain alone: no probe of the pre-training domain enters
 
-    rows = []
+
+def verdict(holds) -> str:
+    return "-" if holds is None else ("holds" if holds else "does not hold")
+
+
+def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame:
+    """Each claim: holds or not on the paper's numbers (k-NN, the only probe it reports) and on ours, by
+    the k-NN probe and by the linear head, with the evidence. A claim about the new domain alone does not
+    depend on the probe: its linear-head cells say so ("n/a")."""
     theirs = claims(paper)
-    mine = claims(ours) if ours is not None else [{"holds": None, "evidence": "no records"}] * len(theirs)
-    for p, o in zip(theirs, mine):
-        rows.append({"claim": p["claim"], "paper": word(p["holds"]), "paper's numbers": p["evidence"],
-                     "our runs": word(o["holds"]), "our numbers": o["evidence"]})
+    missing = [{"holds": None, "evidence": "no records"}] * len(theirs)
+    by_knn = claims(ours) if ours is not None else missing
+    by_head = claims(ours, HEAD.name) if ours is not None else missing
+    rows = []
+    for p, o, h in zip(theirs, by_knn, by_head):
+        head = (verdict(h["holds"]), h["evidence"]) if p["forgetting"] else (NOT_A_PROBE, "same as by the k-NN probe")
+        rows.append({"claim": p["claim"], PAPER_VERDICT: verdict(p["holds"]), "paper's numbers": p["evidence"],
+                     OURS_KNN: verdict(o["holds"]), "our numbers, k-NN": o["evidence"],
+                     OURS_HEAD: head[0], "our numbers, linear head": head[1]})
     return pd.DataFrame(rows).set_index("claim")
 
 
 def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame) -> str:
-    """Where our runs agree with the paper's claims and where they do not (Markdown)."""
+    """Where our runs agree with the paper's claims and where they do not, by each probe (Markdown)."""
     table = claims_table(paper, ours)
-    same = table[table["paper"] == table["our runs"]]
-    differ = table[(table["paper"] != table["our runs"]) & (table["our runs"] != "-")]
-    text = f"Of the paper's {len(table)} headline claims tested here, our runs agree on {len(same)}"
-    if differ.empty:
-        return text + "."
-    return text + ". They disagree on: " + "; ".join(
-        f"*{claim}* ({row['paper']} in the paper, {row['our runs']} in ours: {row['our numbers']})"
-        for claim, row in differ.iterrows()) + "."
+
+    def differ(column: str) -> pd.DataFrame:
+        return table[(table[PAPER_VERDICT] != table[column]) & ~table[column].isin(["-", NOT_A_PROBE])]
+
+    def listed(rows: pd.DataFrame, column: str, evidence: str) -> str:
+        return "; ".join(f"*{claim}* ({row[PAPER_VERDICT]} in the paper, {row[column]} in ours: {row[evidence]})"
+                         for claim, row in rows.iterrows())
+
+    same = table[table[PAPER_VERDICT] == table[OURS_KNN]]
+    text = (f"Of the paper's {len(table)} headline claims tested here, our runs agree on {len(same)} by "
+            f"{KNN.words}, the one the paper used")
+    if not differ(OURS_KNN).empty:
+        text += ". They disagree on: " + listed(differ(OURS_KNN), OURS_KNN, "our numbers, k-NN")
+    text += "."
+    tested = table[~table[OURS_HEAD].isin(["-", NOT_A_PROBE])]
+    if tested.empty:
+        return text
+    text += (f" The paper reports no linear-head probe; by ours, {len(tested) - len(differ(OURS_HEAD))} of its "
+             f"{len(tested)} claims about forgetting come out as in the paper")
+    if not differ(OURS_HEAD).empty:
+        text += ", and these do not: " + listed(differ(OURS_HEAD), OURS_HEAD, "our numbers, linear head")
+    return text + "."

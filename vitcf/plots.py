@@ -12,6 +12,12 @@ module writes that file into the built book and loads it on exactly the pages th
 
 Several seeds of one configuration are shown as one point (their mean) with min-max bars: the
 question is how methods compare, and the spread says how far a single run can be trusted.
+
+Forgetting is measured by two probes of the pre-training domain (`PROBES`), and every view that
+shows what was kept shows both side by side: the k-NN probe (the paper's: does the neighbourhood
+structure of the features still separate the pre-training classes?) and the linear head fitted once
+on the pre-trained features and applied, frozen, after fine-tuning (do the features still fit a
+readout fitted before?). Numbers with no linear head (the paper's) are drawn with the k-NN alone.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import altair as alt
 import pandas as pd
@@ -50,6 +58,47 @@ X_TITLE = "New-domain accuracy (%)"
 Y_TITLE = "Pre-training-domain k-NN accuracy (%)"
 FRAME_COLUMNS = ("label", "family", "trainable_params", "new_domain_accuracy", "pretrain_knn",
                  "pretrain_knn_baseline", "drop")
+
+
+class Probe(NamedTuple):
+    """A probe of the pre-training domain: its name and its columns in `records_frame`'s frame."""
+
+    name: str
+    accuracy: str
+    drop: str
+    baseline: str
+    title: str  # the axis title of its accuracy
+
+    @property
+    def adjective(self) -> str:
+        """'k-NN', 'linear-head' (as in 'linear-head accuracy')."""
+        return self.name.replace(" ", "-")
+
+    @property
+    def words(self) -> str:
+        """'the k-NN probe', 'the linear-head probe'."""
+        return f"the {self.adjective} probe"
+
+
+KNN = Probe("k-NN", "pretrain_knn", "drop", "pretrain_knn_baseline", Y_TITLE)
+HEAD = Probe("linear head", "linear_head_after", "linear_head_drop", "linear_head_baseline",
+             "Pre-training-domain linear-head accuracy (%)")
+PROBES = (KNN, HEAD)  # the paper's probe first
+
+
+def has_head(frame: pd.DataFrame, columns=(HEAD.accuracy, HEAD.drop, HEAD.baseline)) -> bool:
+    """Whether `frame` holds the linear-head probe's values, in `columns` (the paper's numbers have none)."""
+    return all(column in frame.columns for column in columns) and bool(frame[HEAD.accuracy].notna().any())
+
+
+def probes_of(frame: pd.DataFrame) -> tuple[Probe, ...]:
+    """The probes `frame` has values for: the k-NN probe always, the linear head where measured."""
+    return PROBES if has_head(frame) else (KNN,)
+
+
+def _side_by_side(charts: list):
+    """One chart as it is, several in a row."""
+    return charts[0] if len(charts) == 1 else alt.hconcat(*charts)
 
 
 # --- the numbers behind every view -------------------------------------------------------------
@@ -82,6 +131,8 @@ def _check_frame(frame: pd.DataFrame, columns=FRAME_COLUMNS) -> None:
 def label_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per label (configuration): the mean over its seeds, with min and max, and n seeds.
 
+    Both probes' accuracy (mean, min, max), baseline and drop where the frame has the linear head's.
+
     Rows come in the paper's family order, then by trainable parameters, so every view lists
     methods the same way.
     """
@@ -90,6 +141,11 @@ def label_summary(frame: pd.DataFrame) -> pd.DataFrame:
     if (families > 1).any():
         raise ValueError(f"label(s) {list(families[families > 1].index)} appear under several families")
     grouped = frame.groupby("label", sort=False)
+    head = {}
+    if has_head(frame):
+        head = {HEAD.accuracy: (HEAD.accuracy, "mean"), f"{HEAD.accuracy}_min": (HEAD.accuracy, "min"),
+                f"{HEAD.accuracy}_max": (HEAD.accuracy, "max"), HEAD.baseline: (HEAD.baseline, "mean"),
+                HEAD.drop: (HEAD.drop, "mean")}
     summary = grouped.agg(
         family=("family", "first"),
         trainable_params=("trainable_params", "max"),
@@ -102,6 +158,7 @@ def label_summary(frame: pd.DataFrame) -> pd.DataFrame:
         pretrain_knn_max=("pretrain_knn", "max"),
         pretrain_knn_baseline=("pretrain_knn_baseline", "mean"),
         drop=("drop", "mean"),
+        **head,
     ).reset_index()
     order = summary["family"].map(FAMILIES.index)
     return summary.assign(_order=order).sort_values(["_order", "trainable_params", "label"]).drop(
@@ -169,9 +226,11 @@ def _family_selection(families: list[str]) -> alt.Parameter:
     return alt.selection_point(name=FAMILY_PARAM, fields=["family"], bind=dropdown)
 
 
-def _points(summary: pd.DataFrame, baseline: float, family: alt.Parameter, reference, subtitle: str) -> alt.LayerChart:
+def _points(summary: pd.DataFrame, probe: Probe, family: alt.Parameter, *, reference=None, title: str,
+            subtitle=alt.Undefined, width: int) -> alt.LayerChart:
+    """The trade-off plane of one probe: x = new-domain accuracy, y = the probe's pre-training-domain accuracy."""
     x = alt.X("new_domain_accuracy:Q", title=X_TITLE, scale=alt.Scale(zero=False))
-    y = alt.Y("pretrain_knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False))
+    y = alt.Y(f"{probe.accuracy}:Q", title=probe.title, scale=alt.Scale(zero=False))
     highlight = alt.condition(family, alt.value(0.9), alt.value(0.12))
     base = alt.Chart(summary)
     points = base.mark_point(filled=True).encode(
@@ -180,34 +239,34 @@ def _points(summary: pd.DataFrame, baseline: float, family: alt.Parameter, refer
             alt.Tooltip("label:N", title="method"),
             alt.Tooltip("trainable_params:Q", title="trainable parameters", format=","),
             alt.Tooltip("new_domain_accuracy:Q", title="new-domain accuracy", format=".2f"),
-            alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN", format=".2f"),
-            alt.Tooltip("drop:Q", title="drop from pre-trained", format=".2f"),
+            alt.Tooltip(f"{probe.accuracy}:Q", title=f"pre-training, {probe.words}", format=".2f"),
+            alt.Tooltip(f"{probe.drop}:Q", title=f"{probe.adjective} drop from pre-trained", format=".2f"),
             alt.Tooltip("n:Q", title="seeds"),
         ],
-    ).add_params(family).properties(name="tradeoff_points")
+    )
+    # The family dropdown is defined once, on the k-NN view; every other view reads it.
+    points = points.add_params(family).properties(name="tradeoff_points") if probe is KNN else points.properties(
+        name="head_points")
     spread = base.transform_filter("datum.n > 1")
     x_spread = spread.mark_rule().encode(
         x=alt.X("new_domain_accuracy_min:Q", title=X_TITLE), x2="new_domain_accuracy_max:Q",
-        y=alt.Y("pretrain_knn:Q", title=Y_TITLE), color=_colour(), opacity=highlight)
+        y=alt.Y(f"{probe.accuracy}:Q", title=probe.title), color=_colour(), opacity=highlight)
     y_spread = spread.mark_rule().encode(
-        x=alt.X("new_domain_accuracy:Q", title=X_TITLE), y=alt.Y("pretrain_knn_min:Q", title=Y_TITLE),
-        y2="pretrain_knn_max:Q", color=_colour(), opacity=highlight)
-    ceiling = alt.Chart(pd.DataFrame({"pretrain_knn_baseline": [baseline]}))
-    rule = ceiling.mark_rule(strokeDash=[6, 4], color="gray").encode(
-        y=alt.Y("pretrain_knn_baseline:Q", title=Y_TITLE))
+        x=alt.X("new_domain_accuracy:Q", title=X_TITLE), y=alt.Y(f"{probe.accuracy}_min:Q", title=probe.title),
+        y2=f"{probe.accuracy}_max:Q", color=_colour(), opacity=highlight)
+    ceiling = alt.Chart(pd.DataFrame({probe.baseline: [float(summary[probe.baseline].mean())]}))
+    rule = ceiling.mark_rule(strokeDash=[6, 4], color="gray").encode(y=alt.Y(f"{probe.baseline}:Q", title=probe.title))
     note = ceiling.mark_text(align="left", baseline="bottom", dx=4, dy=-3, color="gray").encode(
-        y=alt.Y("pretrain_knn_baseline:Q", title=Y_TITLE), x=alt.value(0),
+        y=alt.Y(f"{probe.baseline}:Q", title=probe.title), x=alt.value(0),
         text=alt.value("pre-trained backbone (no forgetting)"))
     layers = [rule, note, x_spread, y_spread, points]
     if reference is not None:
         layers.append(_reference_points(reference, family))
-        subtitle += "; hollow diamonds: the paper's reported results"
-    return alt.layer(*layers).properties(
-        width=440, height=300, title=alt.Title("What is learnt (x) and what is kept (y)", subtitle=subtitle))
+    return alt.layer(*layers).properties(width=width, height=300, title=alt.Title(title, subtitle=subtitle))
 
 
 def _reference_points(reference: pd.DataFrame, family: alt.Parameter) -> alt.Chart:
-    """The paper's reported results as hollow diamonds on the same axes."""
+    """The paper's reported results as hollow diamonds on the k-NN probe's axes (the paper's only probe)."""
     size = _size() if "trainable_params" in reference.columns else alt.value(120)
     return alt.Chart(reference).mark_point(filled=False, shape="diamond", strokeWidth=1.5).encode(
         x=alt.X("new_domain_accuracy:Q", title=X_TITLE), y=alt.Y("pretrain_knn:Q", title=Y_TITLE),
@@ -218,6 +277,9 @@ def _reference_points(reference: pd.DataFrame, family: alt.Parameter) -> alt.Cha
             alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN", format=".2f"),
         ],
     )
+
+
+RANKING_PROBE = f"{KNN.words}, the paper's"  # the probe SCORE_EXPR reads, in words
 
 
 def _ranking(summary: pd.DataFrame, family: alt.Parameter) -> alt.LayerChart:
@@ -232,11 +294,12 @@ def _ranking(summary: pd.DataFrame, family: alt.Parameter) -> alt.LayerChart:
     # Named views give stable SVG class names ("ranking_scores..."), which the browser test reads.
     return alt.layer(bars, values.properties(name="ranking_scores")).properties(
         name="ranking", width=440, height=alt.Step(20),
-        title=alt.Title("Ranking by score",
+        title=alt.Title(f"Ranking by score, on {RANKING_PROBE}",
                         subtitle="score = w × pre-training k-NN + (1 − w) × new-domain accuracy"))
 
 
 STUDY_POINTS = "filled: this study, mean and min-max over seeds"
+PLANE_TITLE = "What is learnt (x) and what is kept (y)"
 
 
 def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None, weight: float = 0.5,
@@ -245,12 +308,14 @@ def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None
 
     Top: one point per configuration (mean over seeds, min-max bars), x = new-domain accuracy,
     y = pre-training-domain k-NN accuracy after fine-tuning, the dashed line the pre-trained
-    backbone's accuracy; colour = family, size = trainable parameters (log). Bottom: the same
-    configurations ranked by `tradeoff_score`, re-sorted in the browser as the w slider moves. The
-    family dropdown filters the ranking and highlights that family above. `reference` (e.g.
-    `paper_frame()`) adds hollow diamonds; only the paper preset shares the paper's datasets, so any
-    other preset is refused. `weight` is the slider's starting position; `subtitle` says what the
-    filled points are (e.g. the paper's reported numbers instead of this study's runs).
+    backbone's accuracy; colour = family, size = trainable parameters (log). Where the frame has the
+    linear-head probe's values, a second panel beside it has that probe's accuracy on y (the paper's
+    numbers have none: one panel). Bottom: the configurations ranked by `tradeoff_score` (on the k-NN
+    probe), re-sorted in the browser as the w slider moves. The family dropdown filters the ranking
+    and highlights that family in every panel. `reference` (e.g. `paper_frame()`) adds hollow
+    diamonds to the k-NN panel; only the paper preset shares the paper's datasets, so any other
+    preset is refused. `weight` is the slider's starting position; `subtitle` says what the filled
+    points are (e.g. the paper's reported numbers instead of this study's runs).
     """
     tradeoff_score(0.0, 0.0, weight)  # validates the weight
     _check_reference(frame, reference)
@@ -258,37 +323,55 @@ def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None
     families = [f for f in FAMILIES if f in set(summary["family"])]
     family = _family_selection(families)
     w = alt.param(name=WEIGHT_PARAM, value=weight, bind=alt.binding_range(
-        min=0, max=1, step=0.05, name="Weight w on the pre-training domain "))
-    baseline = float(summary["pretrain_knn_baseline"].mean())
-    return alt.vconcat(_points(summary, baseline, family, reference, subtitle), _ranking(summary, family)).add_params(
-        w).properties(background=BACKGROUND)
+        min=0, max=1, step=0.05, name="Weight w on the pre-training domain (k-NN probe) "))
+    if reference is not None:
+        subtitle += "; hollow diamonds: the paper's reported results"
+    probes = probes_of(summary)
+    if len(probes) == 1:
+        top = _points(summary, KNN, family, reference=reference, title=PLANE_TITLE, subtitle=subtitle, width=440)
+    else:
+        top = alt.hconcat(*(_points(summary, probe, family, reference=reference if probe is KNN else None,
+                                    title=f"Kept, by {probe.words}", width=250)
+                            for probe in probes)).properties(title=alt.Title(
+                                f"{PLANE_TITLE}, by each probe of the pre-training domain",
+                                subtitle=f"{subtitle}; the ranking below uses {RANKING_PROBE}"))
+    return alt.vconcat(top, _ranking(summary, family)).add_params(w).properties(background=BACKGROUND)
 
 
 # --- forgetting over training steps -------------------------------------------------------------
 
 def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per (run, probed step, k): the k-NN accuracy on the pre-training domain at that step.
+    """One row per (run, probed step, k): both probes' accuracy on the pre-training domain at that step.
 
     Records keep these under metrics.knn_over_steps when a run was asked for `forgetting_steps`;
-    runs without them contribute no rows. A curve that was not probed at step 0 starts from the
-    run's baseline there: before the first update every method computes exactly the pre-trained
-    backbone's features (LoRA's B and block expansion's output projections start at zero; the tests
-    hold this bit for bit), so the baseline is that step's measurement. `probed` tells them apart.
-    That holds only where the curve was probed with the final probe; a run whose curve used a
-    smaller probe (config.curve_probe) is drawn from its own probes alone.
+    runs without them contribute no rows. `knn` is the k-NN probe's accuracy at that k;
+    `linear_head` the linear-head probe's at that step (the same on every k's row), NaN where the
+    record's curve has none (records made before the curves carried it). A curve that was not
+    probed at step 0 starts from the run's baseline there: before the first update every method
+    computes exactly the pre-trained backbone's features (LoRA's B and block expansion's output
+    projections start at zero; the tests hold this bit for bit), so the baseline is that step's
+    measurement. `probed` tells them apart. That holds only where the curve was probed with the
+    final probe; a run whose curve used a smaller probe (config.curve_probe) is drawn from its own
+    probes alone.
     """
     rows = []
     for record in records:
-        over = record["metrics"].get("knn_over_steps") or []
+        metrics = record["metrics"]
+        over = metrics.get("knn_over_steps") or []
         same_probe = record.get("config", {}).get("curve_probe") is None
         if over and same_probe and all(entry["step"] != 0 for entry in over):
-            over = [{"step": 0, "knn": record["metrics"]["knn_baseline"], "probed": False}, *over]
+            start = {"step": 0, "knn": metrics["knn_baseline"], "probed": False}
+            if any("linear_head" in entry for entry in over):
+                start["linear_head"] = metrics["linear_head"]["baseline"]
+            over = [start, *over]
         for entry in over:
             for k, accuracy in entry["knn"].items():  # k is a string once the record went through JSON
                 rows.append({"run": record["run"], "preset": record["preset"], "label": record["label"],
                              "family": record["family"], "seed": record["seed"], "step": entry["step"],
-                             "k": int(k), "knn": accuracy, "probed": entry.get("probed", True)})
-    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "step", "k", "knn", "probed"])
+                             "k": int(k), "knn": accuracy, "linear_head": entry.get("linear_head", math.nan),
+                             "probed": entry.get("probed", True)})
+    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "step", "k", "knn", "linear_head",
+                                       "probed"])
 
 
 def _one_preset(presets: set[str]) -> None:
@@ -297,12 +380,13 @@ def _one_preset(presets: set[str]) -> None:
 
 
 def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
-    """Pre-training-domain k-NN accuracy against training step, and every method's accuracy at one step.
+    """Pre-training-domain accuracy against training step, and every method's accuracy at one step.
 
-    Top: one line per run, k in a dropdown. Bottom: the mean over seeds at the probe the slider
-    picks (the slider moves from probe to probe: the probed steps are spaced roughly
-    logarithmically), the picked step marked on the curves. Raises ValueError when no record was
-    probed during training (run with `forgetting_steps`, CLI `--forgetting-steps`). `k` is the
+    Top: one line per run, for the k-NN probe (k in a dropdown) and, beside it, the linear-head
+    probe (drawn where the records' curves carry it). Bottom: the mean over seeds at the probe the
+    slider picks, for each probe (the slider moves from probe to probe: the probed steps are spaced
+    roughly logarithmically), the picked step marked on the curves. Raises ValueError when no record
+    was probed during training (run with `forgetting_steps`, CLI `--forgetting-steps`). `k` is the
     dropdown's starting value (default 20 where measured, the largest k otherwise).
     """
     curves = forgetting_curve_frame(records)
@@ -316,33 +400,49 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
         raise ValueError(f"k={k!r} was not measured over steps; measured: {ks}")
     steps = sorted(curves["step"].unique().tolist())
     curves = curves.assign(probe=curves["step"].map({step: i for i, step in enumerate(steps)}))
+    heads = curves.dropna(subset=["linear_head"]).drop_duplicates(["run", "step"])  # the same on every k's row
     pick = alt.param(name=K_PARAM, value=start, bind=alt.binding_select(options=ks, name="k-NN neighbours k "))
     at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_range(
         min=0, max=len(steps) - 1, step=1, name=f"Probe (training steps {', '.join(map(str, steps))}) "))
-    base = alt.Chart(curves).transform_filter(f"datum.k == {K_PARAM}")
+    width = 440 if heads.empty else 250  # two panels fit the book's column
     x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"))  # 0, 1, 10, 100 spread evenly
-    lines = base.mark_line(point=True).encode(
-        x=x,
-        y=alt.Y("knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False)),
-        color=alt.Color("label:N", title="Method"),
-        detail="run:N",
-        tooltip=["label:N", "seed:Q", "step:Q", alt.Tooltip("knn:Q", title="k-NN accuracy", format=".2f")],
-    )
-    picked = base.transform_filter(f"datum.probe == {STEP_PARAM}")
-    rule = picked.mark_rule(color="gray", strokeDash=[4, 3]).encode(x=x)
-    bars = picked.transform_aggregate(knn="mean(knn)", step="max(step)", groupby=["label", "family"]).mark_bar().encode(
-        x=alt.X("knn:Q", title="k-NN accuracy at the picked step (%), mean over seeds"),
-        y=alt.Y("label:N", title=None, sort="-x"),
-        color=_colour(),
-        tooltip=["label:N", "step:Q", alt.Tooltip("knn:Q", title="k-NN accuracy", format=".2f")],
-    ).properties(name="forgetting_at_step")
+
+    def views(base: alt.Chart, probe: Probe, column: str, bars_name: str):
+        """The probe's curves with the picked step marked, and its bars at that step."""
+        what = f"{probe.adjective} accuracy"
+        lines = base.mark_line(point=True).encode(
+            x=x,
+            y=alt.Y(f"{column}:Q", title=probe.title, scale=alt.Scale(zero=False)),
+            color=alt.Color("label:N", title="Method"),
+            detail="run:N",
+            tooltip=["label:N", "seed:Q", "step:Q", alt.Tooltip(f"{column}:Q", title=what, format=".2f")],
+        )
+        picked = base.transform_filter(f"datum.probe == {STEP_PARAM}")
+        rule = picked.mark_rule(color="gray", strokeDash=[4, 3]).encode(x=x)
+        bars = picked.transform_aggregate(
+            **{column: f"mean({column})"}, step="max(step)", groupby=["label", "family"]).mark_bar().encode(
+            x=alt.X(f"{column}:Q", title=f"{what} at the picked step (%), mean over seeds"),
+            y=alt.Y("label:N", title=None, sort="-x"),
+            color=_colour(),
+            tooltip=["label:N", "step:Q", alt.Tooltip(f"{column}:Q", title=what, format=".2f")],
+        ).properties(name=bars_name)
+        title = "Forgetting during fine-tuning" + ("" if heads.empty else f", by {probe.words}")
+        return alt.layer(lines, rule).properties(width=width, height=300, title=title), bars, picked
+
+    knn_curves, knn_bars, picked = views(alt.Chart(curves).transform_filter(f"datum.k == {K_PARAM}"), KNN, "knn",
+                                         "forgetting_at_step")
     caption = picked.transform_aggregate(step="max(step)").transform_calculate(
         text="'after training step ' + datum.step").mark_text(align="right", baseline="top", fontSize=12).encode(
-        text="text:N", x=alt.value(440), y=alt.value(-18))
-    top = alt.layer(lines, rule).properties(width=440, height=300, title="Forgetting during fine-tuning")
+        text="text:N", x=alt.value(width), y=alt.value(-18))
+    top, bottom = [knn_curves], [alt.layer(knn_bars, caption).properties(width=width)]
+    if not heads.empty:  # its own name: the browser test reads the k-NN bars by theirs
+        head_curves, head_bars, _ = views(alt.Chart(heads), HEAD, "linear_head", "linear_head_at_step")
+        top.append(head_curves)
+        bottom.append(head_bars.properties(width=width))
     # The curves colour by method, the bars by family: two colour scales. Shared (Vega-Lite's default for
     # concatenated views) they merge into one whose domain matches no line, and the lines draw unstroked.
-    return alt.vconcat(top, alt.layer(bars, caption).properties(width=440)).add_params(pick, at).resolve_scale(
+    # Each row keeps its scale shared, so a method has one colour in both probes' curves.
+    return alt.vconcat(_side_by_side(top), _side_by_side(bottom)).add_params(pick, at).resolve_scale(
         color="independent").properties(background=BACKGROUND)
 
 
@@ -377,6 +477,7 @@ def pretrain_curve_chart(card: dict):
 def tradeoff_figure(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None):
     """The trade-off chart's top view as a static matplotlib Figure (for print and PDF).
 
+    One panel per probe the frame has values for (k-NN, then the linear head), as in the chart.
     Built on a bare Figure, not pyplot, so a notebook cell that returns it shows it once and no
     global figure state piles up across a book build.
     """
@@ -387,28 +488,31 @@ def tradeoff_figure(frame: pd.DataFrame, *, reference: pd.DataFrame | None = Non
 
     _check_reference(frame, reference)
     summary = label_summary(frame)
-    fig = Figure(figsize=(7.5, 5), layout="constrained")
-    ax = fig.subplots()
-    ax.errorbar(summary["new_domain_accuracy"], summary["pretrain_knn"],
-                xerr=[summary["new_domain_accuracy"] - summary["new_domain_accuracy_min"],
-                      summary["new_domain_accuracy_max"] - summary["new_domain_accuracy"]],
-                yerr=[summary["pretrain_knn"] - summary["pretrain_knn_min"],
-                      summary["pretrain_knn_max"] - summary["pretrain_knn"]],
-                fmt="none", ecolor="0.65", elinewidth=1, zorder=1)
-    sns.scatterplot(data=summary, x="new_domain_accuracy", y="pretrain_knn", hue="family",
-                    hue_order=[f for f in FAMILIES if f in set(summary["family"])], palette=FAMILY_COLOURS,
-                    size="trainable_params", size_norm=LogNorm(), sizes=(30, 300), ax=ax, zorder=2)
-    for row in summary.itertuples():
-        ax.annotate(row.label, (row.new_domain_accuracy, row.pretrain_knn), xytext=(5, 4),
-                    textcoords="offset points", fontsize=8)
-    if reference is not None:
-        ax.scatter(reference["new_domain_accuracy"], reference["pretrain_knn"], marker="D", facecolors="none",
-                   edgecolors=[FAMILY_COLOURS[f] for f in reference["family"]], label="paper (reported)", zorder=2)
-    ax.axhline(summary["pretrain_knn_baseline"].mean(), color="0.3", linestyle="--", linewidth=1,
-               label="pre-trained (no forgetting)")
-    ax.set(xlabel=X_TITLE, ylabel=Y_TITLE)
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, [_legend_text(text) for text in labels], fontsize=8, loc="best")
+    probes = probes_of(summary)
+    fig = Figure(figsize=(7.5 * len(probes), 5), layout="constrained")
+    for ax, probe in zip(fig.subplots(1, len(probes), squeeze=False)[0], probes):
+        y = probe.accuracy
+        ax.errorbar(summary["new_domain_accuracy"], summary[y],
+                    xerr=[summary["new_domain_accuracy"] - summary["new_domain_accuracy_min"],
+                          summary["new_domain_accuracy_max"] - summary["new_domain_accuracy"]],
+                    yerr=[summary[y] - summary[f"{y}_min"], summary[f"{y}_max"] - summary[y]],
+                    fmt="none", ecolor="0.65", elinewidth=1, zorder=1)
+        sns.scatterplot(data=summary, x="new_domain_accuracy", y=y, hue="family",
+                        hue_order=[f for f in FAMILIES if f in set(summary["family"])], palette=FAMILY_COLOURS,
+                        size="trainable_params", size_norm=LogNorm(), sizes=(30, 300), ax=ax, zorder=2,
+                        legend="auto" if probe is KNN else False)
+        for row in summary.itertuples():
+            ax.annotate(row.label, (row.new_domain_accuracy, getattr(row, y)), xytext=(5, 4),
+                        textcoords="offset points", fontsize=8)
+        if reference is not None and probe is KNN:  # the paper reports the k-NN probe only
+            ax.scatter(reference["new_domain_accuracy"], reference["pretrain_knn"], marker="D", facecolors="none",
+                       edgecolors=[FAMILY_COLOURS[f] for f in reference["family"]], label="paper (reported)", zorder=2)
+        ax.axhline(summary[probe.baseline].mean(), color="0.3", linestyle="--", linewidth=1,
+                   label="pre-trained (no forgetting)")
+        ax.set(xlabel=X_TITLE, ylabel=probe.title, title=f"Kept, by {probe.words}" if len(probes) > 1 else "")
+        if probe is KNN:
+            handles, labels = ax.get_legend_handles_labels()
+            ax.legend(handles, [_legend_text(text) for text in labels], fontsize=8, loc="best")
     return fig
 
 
@@ -559,13 +663,17 @@ def setup(app) -> dict:
 # --- live explorer for Jupyter (needs a kernel) ---------------------------------------------------
 
 def _ranking_html(ranking: pd.DataFrame) -> str:
-    shown = ranking[["rank", "label", "family", "new_domain_accuracy", "pretrain_knn", "score"]].rename(columns={
-        "new_domain_accuracy": "new-domain acc.", "pretrain_knn": "pre-training k-NN"})
+    head = [HEAD.accuracy] if has_head(ranking) else []
+    shown = ranking[["rank", "label", "family", "new_domain_accuracy", "pretrain_knn", *head, "score"]].rename(columns={
+        "new_domain_accuracy": "new-domain acc.", "pretrain_knn": "pre-training k-NN",
+        HEAD.accuracy: "pre-training linear head"})
     return shown.to_html(index=False, float_format="{:.2f}".format, border=0)
 
 
 def explorer(frame: pd.DataFrame, *, weight: float = 0.5):
     """ipywidgets for a live kernel: a w slider and a family dropdown re-rank the methods in a table.
+
+    The score reads the k-NN probe, as the chart's does; the table shows the linear head beside it.
 
     The static book cannot run these callbacks (use `tradeoff_chart` there); in Jupyter, Binder or
     Colab they can. The table is `rank_methods` at the widgets' values, so it matches the chart.
@@ -594,8 +702,14 @@ def explorer(frame: pd.DataFrame, *, weight: float = 0.5):
 ALPHA_PARAM = "alpha_pick"
 
 
+def _head_of(scores: dict) -> float:
+    """The linear-head probe's accuracy in an analysis record's scores (NaN in a record without it)."""
+    return scores.get("linear_head", math.nan)
+
+
 def interpolation_frame(records: list[dict], k: int = 20) -> pd.DataFrame:
-    """One row per (interpolation record, alpha): both domains' accuracies along the curve."""
+    """One row per (interpolation record, alpha): the new domain's accuracy and both probes' of the
+    pre-training domain (`pretrain_knn`, `linear_head_after`) along the curve."""
     rows = []
     for record in records:
         for point in record["points"]:
@@ -604,17 +718,19 @@ def interpolation_frame(records: list[dict], k: int = 20) -> pd.DataFrame:
                 raise ValueError(f"interpolation record {record['run']} has no k-NN result for k={k}; it has {sorted(knn)}")
             rows.append({"run": record["run"], "preset": record["preset"], "label": record["label"],
                          "family": record["family"], "seed": record["seed"], "alpha": point["alpha"],
-                         "new_domain_accuracy": point["new_domain_accuracy"], "pretrain_knn": knn[k]})
+                         "new_domain_accuracy": point["new_domain_accuracy"], "pretrain_knn": knn[k],
+                         "linear_head_after": _head_of(point)})
     return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "alpha", "new_domain_accuracy",
-                                       "pretrain_knn"])
+                                       "pretrain_knn", "linear_head_after"])
 
 
 def interpolation_chart(records: list[dict], frame: pd.DataFrame | None = None, *, k: int = 20, alpha: float = 1.0):
     """Each interpolation run as a curve in the trade-off plane, a slider marking one mixing weight.
 
-    `frame` (records_frame of the same preset) adds the study's fixed points (mean over seeds) so
-    the curves can be set against the methods of the paper. The slider picks alpha; every curve
-    shows its point at that alpha.
+    One panel per probe of the pre-training domain: the k-NN probe and, beside it, the linear head
+    (where the records carry it). `frame` (records_frame of the same preset) adds the study's fixed
+    points (mean over seeds) so the curves can be set against the methods of the paper. The slider
+    picks alpha; every curve shows its point at that alpha.
     """
     curves = interpolation_frame(records, k)
     if curves.empty:
@@ -627,41 +743,56 @@ def interpolation_chart(records: list[dict], frame: pd.DataFrame | None = None, 
     step = min((b - a for a, b in zip(alphas, alphas[1:])), default=1.0)
     pick = alt.param(name=ALPHA_PARAM, value=alpha, bind=alt.binding_range(
         min=alphas[0], max=alphas[-1], step=step, name="Mixing weight alpha (0: pre-trained, 1: fine-tuned) "))
+    summary = label_summary(frame) if frame is not None else None
+    probes = PROBES if has_head(curves, (HEAD.accuracy,)) else (KNN,)
     x = alt.X("new_domain_accuracy:Q", title=X_TITLE, scale=alt.Scale(zero=False))
-    y = alt.Y("pretrain_knn:Q", title=Y_TITLE, scale=alt.Scale(zero=False))
-    base = alt.Chart(curves)
-    lines = base.mark_line(point=alt.OverlayMarkDef(size=25)).encode(
-        x=x, y=y, color=alt.Color("label:N", title="Interpolated run"), detail="run:N", order="alpha:Q",
-        tooltip=["label:N", alt.Tooltip("alpha:Q", format=".2f"),
-                 alt.Tooltip("new_domain_accuracy:Q", title="new-domain accuracy", format=".2f"),
-                 alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN", format=".2f")])
-    marked = base.transform_filter(f"abs(datum.alpha - {ALPHA_PARAM}) < 1e-9").mark_point(
-        size=180, filled=True, stroke="black").encode(x=x, y=y, color=alt.Color("label:N", title="Interpolated run"))
-    layers = [lines, marked.properties(name="interpolation_marked")]
-    if frame is not None:
-        summary = label_summary(frame)
-        layers.insert(0, alt.Chart(summary).mark_point(shape="diamond", size=70, color="gray").encode(
-            x=x, y=y, tooltip=[alt.Tooltip("label:N", title="fine-tuning method")]))
-        layers.insert(1, alt.Chart(summary).mark_text(align="left", dx=6, fontSize=9, color="gray").encode(
-            x=x, y=y, text="label:N"))
-    return alt.layer(*layers).add_params(pick).properties(
-        width=440, height=320, background=BACKGROUND,
-        title=alt.Title("Interpolating back to the pre-trained weights",
-                        subtitle="curves: alpha from 0 to 1; grey diamonds: the methods' own runs"))
+
+    def panel(probe: Probe, marked_name: str) -> alt.LayerChart:
+        y = alt.Y(f"{probe.accuracy}:Q", title=probe.title, scale=alt.Scale(zero=False))
+        base = alt.Chart(curves.dropna(subset=[probe.accuracy]))
+        lines = base.mark_line(point=alt.OverlayMarkDef(size=25)).encode(
+            x=x, y=y, color=alt.Color("label:N", title="Interpolated run"), detail="run:N", order="alpha:Q",
+            tooltip=["label:N", alt.Tooltip("alpha:Q", format=".2f"),
+                     alt.Tooltip("new_domain_accuracy:Q", title="new-domain accuracy", format=".2f"),
+                     alt.Tooltip(f"{probe.accuracy}:Q", title=f"pre-training, {probe.words}", format=".2f")])
+        marked = base.transform_filter(f"abs(datum.alpha - {ALPHA_PARAM}) < 1e-9").mark_point(
+            size=180, filled=True, stroke="black").encode(x=x, y=y,
+                                                          color=alt.Color("label:N", title="Interpolated run"))
+        layers = [lines, marked.properties(name=marked_name)]
+        if summary is not None and probe.accuracy in summary.columns:
+            layers.insert(0, alt.Chart(summary).mark_point(shape="diamond", size=70, color="gray").encode(
+                x=x, y=y, tooltip=[alt.Tooltip("label:N", title="fine-tuning method")]))
+            layers.insert(1, alt.Chart(summary).mark_text(align="left", dx=6, fontSize=9, color="gray").encode(
+                x=x, y=y, text="label:N"))
+        title = "" if len(probes) == 1 else f"Kept, by {probe.words}"
+        return alt.layer(*layers).properties(width=440 if len(probes) == 1 else 250, height=320, title=title)
+
+    # The k-NN view keeps its name: the browser test reads its marked points.
+    panels = [panel(KNN, "interpolation_marked")] + ([panel(HEAD, "head_marked")] if HEAD in probes else [])
+    return _side_by_side(panels).add_params(pick).properties(
+        background=BACKGROUND, title=alt.Title("Interpolating back to the pre-trained weights",
+                                               subtitle="curves: alpha from 0 to 1; grey diamonds: the methods' "
+                                                        "own runs"))
 
 
 def reversibility_frame(records: list[dict], k: int = 20) -> pd.DataFrame:
-    """One row per (reversibility record, state): both domains' accuracies and the baseline."""
+    """One row per (reversibility record, state): the new domain's accuracy and, for both probes of the
+    pre-training domain, the accuracy, the baseline and the drop (NaN for the linear head in a record
+    without it)."""
     rows = []
     for record in records:
         base = {int(key): value for key, value in record["baseline"]["knn"].items()}
+        head_base = _head_of(record["baseline"])
         for state, scores in record["states"].items():
             knn = {int(key): value for key, value in scores["knn"].items()}
             rows.append({"run": record["run"], "label": record["label"], "seed": record["seed"], "state": state,
                          "new_domain_accuracy": scores["new_domain_accuracy"], "pretrain_knn": knn[k],
-                         "pretrain_knn_baseline": base[k], "drop": base[k] - knn[k]})
+                         "pretrain_knn_baseline": base[k], "drop": base[k] - knn[k],
+                         "linear_head_after": _head_of(scores), "linear_head_baseline": head_base,
+                         "linear_head_drop": head_base - _head_of(scores)})
     return pd.DataFrame(rows, columns=["run", "label", "seed", "state", "new_domain_accuracy", "pretrain_knn",
-                                       "pretrain_knn_baseline", "drop"])
+                                       "pretrain_knn_baseline", "drop", "linear_head_after", "linear_head_baseline",
+                                       "linear_head_drop"])
 
 
 def drift_frame(records: list[dict]) -> pd.DataFrame:
@@ -713,8 +844,10 @@ SERIES_NAMES = {"qv": "q, v (paper)", "qkv": "fused qkv", "all": "every linear l
 def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
     """One row per design-space configuration (mean and sd over seeds) on its axis of the design space.
 
-    Records of methods with no design axis (full, linear) are left out; so is nothing else. A
-    series mixing learning rates would compare two things at once, so it is an error.
+    Both probes of the pre-training domain: the k-NN probe's accuracy and drop (`pretrain_knn`,
+    `drop`) and the linear head's (`linear_head_after`, `linear_head_drop`). Records of methods with
+    no design axis (full, linear) are left out; so is nothing else. A series mixing learning rates
+    would compare two things at once, so it is an error.
     """
     from .methods import make_method
 
@@ -724,14 +857,19 @@ def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
             continue
         axis, along, split = DESIGN_AXES[record["method"]]
         config = make_method(record["method"], **record["hparams"])
-        knn = {int(key): value for key, value in record["metrics"]["knn"].items()}
+        metrics = record["metrics"]
+        knn = {int(key): value for key, value in metrics["knn"].items()}
+        base = {int(key): value for key, value in metrics["knn_baseline"].items()}
         series = getattr(config, split) if split else "-"
         rows.append({"axis": axis, "value": getattr(config, along), "series": SERIES_NAMES.get(series, series),
                      "label": config.label, "family": record["family"], "seed": record["seed"],
                      "lr": record["config"]["train"]["lr"], "trainable_params": record["trainable_params"],
-                     "new_domain_accuracy": record["metrics"]["new_domain_accuracy"], "pretrain_knn": knn[k]})
+                     "new_domain_accuracy": metrics["new_domain_accuracy"], "pretrain_knn": knn[k],
+                     "drop": base[k] - knn[k], "linear_head_after": metrics["linear_head"]["after"],
+                     "linear_head_drop": metrics["linear_head"]["baseline"] - metrics["linear_head"]["after"]})
     columns = ["axis", "value", "series", "label", "family", "lr", "trainable_params", "seeds",
-               "new_domain_accuracy", "new_domain_sd", "pretrain_knn", "pretrain_knn_sd"]
+               "new_domain_accuracy", "new_domain_sd", "pretrain_knn", "pretrain_knn_sd", "drop",
+               "linear_head_after", "linear_head_sd", "linear_head_drop"]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
@@ -742,17 +880,28 @@ def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
     grouped = frame.groupby(["axis", "value", "series", "label", "family", "lr", "trainable_params"], as_index=False)
     summary = grouped.agg(seeds=("seed", "nunique"), new_domain_accuracy=("new_domain_accuracy", "mean"),
                           new_domain_sd=("new_domain_accuracy", "std"), pretrain_knn=("pretrain_knn", "mean"),
-                          pretrain_knn_sd=("pretrain_knn", "std"))
+                          pretrain_knn_sd=("pretrain_knn", "std"), drop=("drop", "mean"),
+                          linear_head_after=("linear_head_after", "mean"),
+                          linear_head_sd=("linear_head_after", "std"), linear_head_drop=("linear_head_drop", "mean"))
     order = {title: i for i, (title, _, _) in enumerate(DESIGN_AXES.values())}
     return summary.sort_values(["axis", "series", "value"], key=lambda c: c.map(order) if c.name == "axis" else c,
                                ignore_index=True)[columns]
 
 
-def design_chart(frame: pd.DataFrame, *, baseline: float | None = None, axis: str | None = None):
+def _baseline_rule(value: float) -> alt.Chart:
+    """A dashed rule at the backbone's accuracy before fine-tuning."""
+    return alt.Chart(pd.DataFrame({"baseline": [value]})).mark_rule(strokeDash=[4, 3], color="gray").encode(
+        y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="before fine-tuning", format=".2f")])
+
+
+def design_chart(frame: pd.DataFrame, *, baseline: float | None = None, head_baseline: float | None = None,
+                 axis: str | None = None):
     """Both domains' accuracy along one axis of the design space, the axis picked in a dropdown.
 
-    `frame` is `design_frame`'s; `baseline` (the un-fine-tuned k-NN accuracy) is drawn as a rule
-    on the pre-training panel. Points are means over seeds; hover for the spread.
+    `frame` is `design_frame`'s. Panels: the new domain, then the pre-training domain by the k-NN
+    probe and, beside it, by the linear-head probe (where the frame has its values). `baseline` and
+    `head_baseline` (the un-fine-tuned backbone's k-NN and linear-head accuracies) are drawn as
+    rules on their panels. Points are means over seeds; hover for the spread.
     """
     if frame.empty:
         raise ValueError("no design-space records to plot (vitcf sweep --grid design writes them)")
@@ -763,25 +912,28 @@ def design_chart(frame: pd.DataFrame, *, baseline: float | None = None, axis: st
     pick = alt.param(name=DESIGN_PARAM, value=start, bind=alt.binding_select(options=axes, name="Design axis "))
     base = alt.Chart(frame).transform_filter(f"datum.axis == {DESIGN_PARAM}")
     x = alt.X("value:O", title="value along the picked axis", sort="ascending")
+    probes = PROBES if has_head(frame, (HEAD.accuracy,)) else (KNN,)
     tooltip = ["label:N", "series:N", alt.Tooltip("lr:Q", title="learning rate"),
                alt.Tooltip("trainable_params:Q", title="trainable parameters", format=","),
                alt.Tooltip("seeds:Q", title="seeds"),
                alt.Tooltip("new_domain_accuracy:Q", title="new domain (mean)", format=".2f"),
-               alt.Tooltip("new_domain_sd:Q", title="new domain (sd)", format=".2f"),
-               alt.Tooltip("pretrain_knn:Q", title="pre-training k-NN (mean)", format=".2f"),
-               alt.Tooltip("pretrain_knn_sd:Q", title="pre-training k-NN (sd)", format=".2f")]
+               alt.Tooltip("new_domain_sd:Q", title="new domain (sd)", format=".2f")]
+    for probe, sd in zip(probes, ("pretrain_knn_sd", "linear_head_sd")):
+        tooltip += [alt.Tooltip(f"{probe.accuracy}:Q", title=f"{probe.adjective} accuracy (mean)", format=".2f"),
+                    alt.Tooltip(f"{sd}:Q", title=f"{probe.adjective} accuracy (sd)", format=".2f"),
+                    alt.Tooltip(f"{probe.drop}:Q", title=f"{probe.adjective} drop (mean)", format=".2f")]
     colour = alt.Color("series:N", title="Variant")
+    width = 300 if len(probes) == 1 else 185
 
-    def panel(column: str, title: str) -> alt.Chart:
-        return base.mark_line(point=alt.OverlayMarkDef(size=50)).encode(
+    def panel(column: str, title: str, rule: float | None) -> alt.Chart:
+        line = base.mark_line(point=alt.OverlayMarkDef(size=50)).encode(
             x=x, y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(zero=False)), color=colour, tooltip=tooltip,
-        ).properties(width=300, height=260)
+        ).properties(width=width, height=260)
+        return line if rule is None else alt.layer(line, _baseline_rule(rule))
 
-    knn = panel("pretrain_knn", Y_TITLE)
-    if baseline is not None:
-        rule = alt.Chart(pd.DataFrame({"baseline": [baseline]})).mark_rule(strokeDash=[4, 3], color="gray").encode(
-            y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="before fine-tuning", format=".2f")])
-        knn = alt.layer(knn, rule)
-    return alt.hconcat(panel("new_domain_accuracy", X_TITLE), knn).add_params(pick).properties(
+    rules = {KNN: baseline, HEAD: head_baseline}
+    panels = [panel("new_domain_accuracy", X_TITLE, None),
+              *(panel(probe.accuracy, probe.title, rules[probe]) for probe in probes)]
+    return alt.hconcat(*panels).add_params(pick).properties(
         background=BACKGROUND, title=alt.Title("The design space around the paper's rows",
                                                subtitle="means over seeds; dashed: the backbone before fine-tuning"))

@@ -269,13 +269,16 @@ def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
     """One row per run record, the columns the book's tables and plots use.
 
     `k` picks the k-NN neighbourhood reported as the pre-training-domain accuracy (DINO's headline
-    k is 20); every k is still available in the `knn_<k>` columns.
+    k is 20); every k is still available in the `knn_<k>` columns. Both probes of the pre-training
+    domain are here, each with its drop (baseline - after, points): the k-NN probe (`pretrain_knn`,
+    `drop`) and the linear head fitted on the pre-trained features (`linear_head_after`, `linear_head_drop`).
     """
     import pandas as pd
 
     rows = []
     for record in runs:
         metrics = record["metrics"]
+        head = metrics["linear_head"]
         knn = {int(key): value for key, value in metrics["knn"].items()}
         base = {int(key): value for key, value in metrics["knn_baseline"].items()}
         if k not in knn:
@@ -288,8 +291,8 @@ def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
             "new_domain_accuracy": metrics["new_domain_accuracy"],
             "pretrain_knn": knn[k], "pretrain_knn_baseline": base[k],
             "drop": base[k] - knn[k], "relative_drop": (base[k] - knn[k]) / base[k] if base[k] else 0.0,
-            "linear_head_after": metrics["linear_head"]["after"],
-            "linear_head_baseline": metrics["linear_head"]["baseline"],
+            "linear_head_after": head["after"], "linear_head_baseline": head["baseline"],
+            "linear_head_drop": head["baseline"] - head["after"],
             "selection": record["config"]["selection"],
             "train_seconds": record["timings"]["train_seconds"],
             "images_per_second": record["timings"]["images_per_second"],

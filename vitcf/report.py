@@ -281,7 +281,11 @@ def recipe_table(card: dict) -> pd.DataFrame | None:
 # --- tables ----------------------------------------------------------------------------------------
 
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: mean over seeds (± standard deviation where there are several)."""
+    """One row per configuration: mean over seeds (± standard deviation where there are several).
+
+    Both probes of the pre-training domain side by side, each as its accuracy after fine-tuning
+    and its drop from the pre-trained backbone: the k-NN probe (the paper's), then the linear head.
+    """
     from .plots import label_summary
 
     summary = label_summary(frame).set_index("label")
@@ -297,10 +301,39 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         "trainable params": [f"{n:,}" for n in summary["trainable_params"]],
         "seeds": summary["n"],
         "new domain (%)": cell("new_domain_accuracy"),
-        f"pre-training k-NN (%), k={HEADLINE_K}": cell("pretrain_knn"),
-        "drop (points)": cell("drop"),
+        f"k-NN probe (%), k={HEADLINE_K}": cell("pretrain_knn"),
+        "k-NN drop (points)": cell("drop"),
         "linear-head probe (%)": cell("linear_head_after"),
+        "linear-head drop (points)": cell("linear_head_drop"),
     }, index=pd.Index(summary.index, name="method"))
+
+
+DESIGN_COLUMNS = {"lr": "learning rate", "trainable_params": "trainable params",
+                  "new_domain_accuracy": "new domain (%)", "new_domain_sd": "new domain sd", "pretrain_knn": f"k-NN probe (%), k={HEADLINE_K}",
+                  "pretrain_knn_sd": "k-NN sd", "drop": "k-NN drop (points)",
+                  "linear_head_after": "linear-head probe (%)", "linear_head_sd": "linear-head sd",
+                  "linear_head_drop": "linear-head drop (points)"}
+
+
+def design_table(design: pd.DataFrame) -> pd.DataFrame:
+    """`plots.design_frame` as the design page shows it: both probes' accuracy and drop side by side."""
+    return design.drop(columns=["family"]).round(2).assign(lr=design["lr"]).rename(columns=DESIGN_COLUMNS)
+
+
+def reversibility_table(records: list[dict], k: int = HEADLINE_K) -> pd.DataFrame:
+    """Per reversible run and state: the new-domain accuracy and the drop of both probes of the
+    pre-training domain (`plots.reversibility_frame`, states as columns)."""
+    from .plots import reversibility_frame
+
+    values = {"new_domain_accuracy": "new domain (%)", "drop": f"k-NN drop (points), k={k}",
+              "linear_head_drop": "linear-head drop (points)"}
+    frame = reversibility_frame(records, k)
+    table = frame.pivot_table(index=["label", "seed"], columns="state", values=list(values), sort=False)
+    states = list(max(records, key=lambda r: len(r["states"]))["states"])  # adapted, merged, removed
+    states += [s for s in table.columns.get_level_values(1).unique() if s not in states]
+    shown = [v for v in values if v in table.columns.get_level_values(0)]  # no linear head in older records
+    columns = pd.MultiIndex.from_tuples([(v, s) for v in shown for s in states if (v, s) in table.columns])
+    return table[columns].rename(columns=values, level=0).rename_axis(columns=[None, "state"]).round(2)
 
 
 def paper_reference() -> pd.DataFrame:

@@ -151,7 +151,7 @@ def plan_sweep(
     if grid == "schedule":
         asked = spec.long_forgetting_steps if forgetting_steps is None else tuple(forgetting_steps)
         longest = max((point.steps or spec.steps for point in points), default=spec.steps)
-        if beyond := [s for s in asked if isinstance(s, int) and s > longest]:
+        if forgetting_steps is not None and (beyond := [s for s in asked if isinstance(s, int) and s > longest]):
             raise ValueError(f"forgetting steps {beyond} lie beyond the longest schedule of the grid ({longest} steps)")
     runs: dict[Path, SweepRun] = {}
     for seed in seeds:
