@@ -413,7 +413,7 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
         lines = base.mark_line(point=True).encode(
             x=x,
             y=alt.Y(f"{column}:Q", title=probe.title, scale=alt.Scale(zero=False)),
-            color=alt.Color("label:N", title="Method"),
+            color=alt.Color("label:N", title="Method", legend=alt.Legend(orient="bottom", columns=4)),
             detail="run:N",
             tooltip=["label:N", "seed:Q", "step:Q", alt.Tooltip(f"{column}:Q", title=what, format=".2f")],
         )
