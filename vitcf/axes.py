@@ -18,9 +18,9 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from .findings import NOT_A_PROBE, claims, verdict
+from .findings import CURVE_COLUMNS, NOT_A_PROBE, claims, verdict
 from .methods import make_method
-from .plots import BACKGROUND, HEAD, KNN, PROBES
+from .plots import BACKGROUND, KNN, PROBES, forgetting_curve_frame
 from .presets import AXIS_FAMILIES, Preset
 from .records import read_json, records_frame
 from .report import REPO
@@ -34,7 +34,7 @@ WIDTH = 260
 
 def axes_frame(runs: list[dict], preset: Preset, k: int = 20) -> pd.DataFrame:
     """One row per run of the two axes: `records_frame`'s columns plus the run's learning rate and
-    schedule length, the linear-head drop, and whether the rate is the one the paper gave its row."""
+    schedule length, and whether the rate is the one the paper gave its row."""
     if not runs:
         return pd.DataFrame()
     frame = records_frame(runs, k=k)
@@ -43,7 +43,6 @@ def axes_frame(runs: list[dict], preset: Preset, k: int = 20) -> pd.DataFrame:
     frame = frame.assign(
         lr=frame["run"].map(lambda run: train[run]["lr"]),
         steps=frame["run"].map(lambda run: train[run]["steps"]),
-        linear_head_drop=frame["linear_head_baseline"] - frame["linear_head_after"],
     )
     return frame.assign(paper_rate=[math.isclose(lr, paper_rate.get(label, math.nan))
                                     for lr, label in zip(frame["lr"], frame["label"])])
@@ -55,7 +54,7 @@ def axis_summary(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     grouped = frame.groupby(["label", "family", by], sort=False)
     summary = grouped[columns].mean().join(grouped[columns].std().add_suffix("_sd")).join(
         grouped.size().rename("seeds")).join(grouped["paper_rate"].first()).reset_index()
-    order = summary["label"].map({label: i for i, label in enumerate(LABELS)})
+    order = summary["label"].map(_index_of(LABELS))
     return summary.assign(_o=order).sort_values(["_o", by]).drop(columns="_o").reset_index(drop=True)
 
 
@@ -136,25 +135,22 @@ def rate_chart(frame: pd.DataFrame):
 def curves_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
     """One row per (run, probed step, probe): the drop since the run's own step-0 probe, in points.
 
-    The curves use the preset's smaller curve probe, whose step-0 value is its own baseline; runs
-    probed without the linear head (records made before it was added) give k-NN rows only.
+    Read from `plots.forgetting_curve_frame`. The curves use the preset's smaller curve probe, whose
+    step-0 value is its own baseline; runs probed without the linear head (records made before it
+    was added) give k-NN rows only.
     """
-    rows = []
-    for record in runs:
-        over = record["metrics"].get("knn_over_steps") or []
-        start = next((entry for entry in over if entry["step"] == 0), None)
-        if start is None:
-            continue
-        for entry in over:
-            values = {KNN.name: (entry["knn"].get(str(k), entry["knn"].get(k)), start["knn"].get(str(k),
-                                                                                             start["knn"].get(k)))}
-            if "linear_head" in entry and "linear_head" in start:
-                values[HEAD.name] = (entry["linear_head"], start["linear_head"])
-            for probe, (now, before) in values.items():
-                rows.append({"run": record["run"], "label": record["label"], "family": record["family"],
-                             "steps": record["config"]["train"]["steps"], "step": entry["step"], "probe": probe,
-                             "accuracy": now, "drop": before - now})
-    return pd.DataFrame(rows, columns=["run", "label", "family", "steps", "step", "probe", "accuracy", "drop"])
+    curves = forgetting_curve_frame(runs)
+    curves = curves[curves["k"] == k]
+    steps = {r["run"]: r["config"]["train"]["steps"] for r in runs}
+    parts = []
+    for probe, column in CURVE_COLUMNS:
+        part = curves.dropna(subset=[column])
+        start = part[part["step"] == 0].set_index("run")[column]
+        part = part[part["run"].isin(start.index)]
+        parts.append(part.assign(steps=part["run"].map(steps), probe=probe, accuracy=part[column],
+                                 drop=part["run"].map(start) - part[column]))
+    return pd.concat(parts, ignore_index=True)[["run", "label", "family", "steps", "step", "probe", "accuracy",
+                                                "drop"]]
 
 
 def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
@@ -240,14 +236,14 @@ def rates_note(frame: pd.DataFrame) -> str:
             else:
                 where, at_matched = f"at {', '.join(held)} but not at {', '.join(failed)}", None
             if at_matched is None:
-                verdict = "the rate decides it"
+                reason = "the rate decides it"
             elif at_matched == paper[claim]:
-                verdict = "the method decides it, whatever the rate"
+                reason = "the method decides it, whatever the rate"
             else:
-                verdict = "at the paper's rates the rates were speaking, not the methods"
+                reason = "at the paper's rates the rates were speaking, not the methods"
             about = f"{probe} probe" if table.loc[claim, (_names()[-1], "the paper's rates")] != NOT_A_PROBE \
                 else "the new domain alone"
-            lines.append(f"- *{claim}* ({about}): {paper[claim]} at the paper's rates; holds {where}: {verdict}.")
+            lines.append(f"- *{claim}* ({about}): {paper[claim]} at the paper's rates; holds {where}: {reason}.")
     return "\n".join(lines) if lines else "*No rate-axis records yet: `make axes` makes them.*"
 
 
@@ -282,12 +278,12 @@ def schedule_note(frame: pd.DataFrame, noise: pd.DataFrame | None = None) -> str
     for label, rows in summary.groupby("label", sort=False):
         rows = rows.sort_values("steps")
         parts = []
-        for name, drop in ((p.name, p.drop) for p in PROBES):
-            values = ", ".join(f"{d:.2f}" for d in rows[drop])
-            text = f"{name} drop {values} points"
+        for probe in PROBES:
+            values = ", ".join(f"{d:.2f}" for d in rows[probe.drop])
+            text = f"{probe.name} drop {values} points"
             if len(rows) >= 2:
-                change = rows[drop].iloc[-1] - rows[drop].iloc[-2]
-                spread = sd.get((label, name))
+                change = rows[probe.drop].iloc[-1] - rows[probe.drop].iloc[-2]
+                spread = sd.get((label, probe.name))
                 if spread is not None and not math.isnan(spread):
                     trend = ("still grows" if change > 2 * spread else
                              "falls back" if change < -2 * spread else "is flat within twice the seed spread")
@@ -308,7 +304,7 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
         "label": "method", "lr": "learning rate", "new_domain_accuracy": "new domain (%)",
         "pretrain_knn": "k-NN (%)", "drop": "k-NN drop", "linear_head_after": "linear head (%)",
         "linear_head_drop": "linear-head drop", "run": "record"})
-    order = table["method"].map({label: i for i, label in enumerate(LABELS)})
+    order = table["method"].map(_index_of(LABELS))
     numbers = ["new domain (%)", "k-NN (%)", "k-NN drop", "linear head (%)", "linear-head drop"]
     return table.assign(_o=order).sort_values(["_o", "steps", "learning rate", "seed"]).drop(columns="_o") \
         .reset_index(drop=True).round({column: 2 for column in numbers})
@@ -363,7 +359,7 @@ def grids_note(preset: Preset) -> str:
     lengths = {}
     for p in preset.schedule:
         lengths.setdefault(p.steps or preset.steps, []).append(make_method(p.method, **p.hparams).label)
-    every = [n for n, labels in sorted(lengths.items()) if len(labels) == len(set(LABELS) & set(labels)) == len(LABELS)]
+    every = [n for n, labels in sorted(lengths.items()) if set(labels) == set(LABELS)]
     some = [f"{n:,} ({', '.join(labels)} only)" for n, labels in sorted(lengths.items()) if n not in every]
     return (f"For the `{preset.name}` preset: {families}; rates {rates} (the preset's {preset.steps:,} steps); "
             f"schedules of {', '.join(f'{n:,}' for n in every)}{', ' + ', '.join(some) if some else ''} steps.")

@@ -309,7 +309,8 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 DESIGN_COLUMNS = {"lr": "learning rate", "trainable_params": "trainable params",
-                  "new_domain_accuracy": "new domain (%)", "new_domain_sd": "new domain sd", "pretrain_knn": f"k-NN probe (%), k={HEADLINE_K}",
+                  "new_domain_accuracy": "new domain (%)", "new_domain_sd": "new domain sd",
+                  "pretrain_knn": f"k-NN probe (%), k={HEADLINE_K}",
                   "pretrain_knn_sd": "k-NN sd", "drop": "k-NN drop (points)",
                   "linear_head_after": "linear-head probe (%)", "linear_head_sd": "linear-head sd",
                   "linear_head_drop": "linear-head drop (points)"}

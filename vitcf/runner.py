@@ -99,7 +99,8 @@ class SweepRun:
             "results_dir": str(self.record.parent.resolve()),
             "forgetting_steps": json.dumps(list(self.plan.forgetting_steps)),
             "lr": "" if (lr := point_lr(self.plan.preset, self.point)) is None else lr,
-            "steps": "" if self.plan.train.steps == get_preset(self.plan.preset.name).steps else self.plan.train.steps,
+            # the plan's preset has the run's own length; the override is against the named preset's
+            "steps": "" if (n := point_steps(get_preset(self.plan.preset.name), self.point)) is None else n,
             "device": str(self.plan.device),
             "force": False,
         }
