@@ -17,13 +17,22 @@ SWEEP_FLAGS ?= --executor local --jobs $(JOBS)
 NO_WEIGHTS = echo "make $@: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
 	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (about 80 min on 2 CPU cores)"
 
-.PHONY: book extended axes params test clean data browser tools
+.PHONY: book extended axes glyphs-axes params test clean data fonts browser tools
 
 # Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
 # on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
 data:
 	@if [ ! -d $(FMNIST) ] && [ -z "$$VITCF_FASHION_MNIST" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+# Typefaces for the glyph domain (vitcf.glyphs renders its characters from them): Debian's font packages
+# when we may install them; elsewhere set VITCF_FONT_DIRS to folders of .ttf/.otf files.
+FONT_PACKAGES := fonts-noto-core fonts-dejavu-core fonts-liberation2 fonts-urw-base35 fonts-freefont-ttf fonts-texgyre
+fonts:
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FONT_PACKAGES); \
 	fi
 
 # Chromium for the browser tests: Debian's package when we may install it (Playwright drives it; its own
@@ -51,10 +60,12 @@ $(STAMP): pyproject.toml
 ## The main job: parameter accounting, the mini study's missing runs, then the book.
 # The sweep skips every run whose record is committed; a failed run is reported, the book is still
 # built (its pages list the failure), and make exits non-zero.
-book: $(STAMP) data
+book: $(STAMP) data fonts
 	$(VENV)/bin/vitcf params
 	@status=0; \
 	if [ -f $(MINI_WEIGHTS) ]; then $(VENV)/bin/vitcf sweep --preset mini $(SWEEP_FLAGS) || status=$$?; \
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --seeds 0 1 2 $(SWEEP_FLAGS) || status=$$?; \
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid control --seeds 0 1 2 $(SWEEP_FLAGS) || status=$$?; \
 	else $(NO_WEIGHTS); fi; \
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going || exit $$?; \
 	echo "open _build/html/index.html"; exit $$status
@@ -82,10 +93,18 @@ axes: $(STAMP) data
 	$(VENV)/bin/vitcf sweep --preset mini --grid schedule $(SWEEP_FLAGS)
 	$(VENV)/bin/vitcf sweep --preset mini --grid rates --seeds 0 1 2 $(SWEEP_FLAGS)
 
+## The far new domain (glyphs, preset mini-glyphs) beyond its core grid and positive control, which
+# `make book` runs: its schedule axis (500, 1,500 and 3,000 steps, probed over training) and its rate
+# axis with seeds 0, 1 and 2. Target 60 min on two cores (python benchmarks/book_budget.py --job glyphs-axes).
+glyphs-axes: $(STAMP) data fonts
+	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid schedule $(SWEEP_FLAGS)
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid rates --seeds 0 1 2 $(SWEEP_FLAGS)
+
 params: $(STAMP)
 	$(VENV)/bin/vitcf params
 
-test: $(STAMP) data browser tools
+test: $(STAMP) data fonts browser tools
 	$(PY) -m pytest -n 2 --dist loadfile
 
 clean:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from vitcf import axes, findings, plots, report
+from vitcf import axes, findings, plots, ranges, records, report
 from vitcf.analyses import run_analyses
 from vitcf.presets import get_preset
 from vitcf.records import read_records, records_frame
@@ -49,7 +49,7 @@ def book(tmp_path_factory):
     core = read_records(folder)
     for design in plan_sweep("smoke", grid="design", only=DESIGN_ONLY, results_dir=folder):
         execute(design.plan, progress=False)
-    for grid in ("schedule", "rates"):  # seed 0: the core grid's runs stay the core pages' records
+    for grid in ("schedule", "rates", "control"):  # seed 0: the core grid's runs stay the core pages' records
         for planned in plan_sweep("smoke", grid=grid, results_dir=folder):
             execute(planned.plan, progress=False)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, never a `jupyter book` (v2)
@@ -132,6 +132,29 @@ def test_the_results_table_is_the_records(book):
         assert line in text, line
     assert "randomly initialised micro ViT" in text
     assert " ".join(findings.seed_noise_note(frame).split()) in text  # two configurations have two seeds
+
+
+def test_the_mini_page_shows_every_probe_its_range_and_the_positive_control(book):
+    html, frame, core = book
+    folder = html.parents[2] / "results" / "smoke"
+    baseline = records.read_json(folder / "baseline.json")
+    control = [r for r in read_records(folder) if grid_key(r["run"]) in grid_keys("smoke", "control")]
+    assert len(control) == 2
+    text = text_of(html / "notebooks" / "mini_study.html")
+    controls = ranges.control_frame(control)
+    table = report.results_table(report.with_control(frame, controls))
+    for label in controls["label"]:
+        assert label in text and label in table.index
+    assert "instance retrieval (%), k=20" in table.columns and "instance retrieval (%), k=20" in text
+    for note in (ranges.control_note(baseline, controls), ranges.headline(frame, baseline),
+                 findings.ten_step_note(core)):
+        for line in note.splitlines():
+            assert " ".join(line.lstrip("- ").replace("**", "").split()) in text, line
+    levels = ranges.probe_range_table(baseline, controls)
+    for value in levels.loc["instance retrieval, k=20"].dropna():
+        assert f"{value:.2f}".rstrip("0").rstrip(".") in text or f"{value:.2f}" in text
+    soup = BeautifulSoup((html / "notebooks" / "mini_study.html").read_text(), "html.parser")
+    assert soup.find(string=lambda s: s and "near" in s and "far" in s)  # the two new domains side by side
 
 
 def test_the_discussion_is_written_from_the_records(book):

@@ -1,4 +1,4 @@
-"""The book as published: built from the committed mini records and the shipped backbone, then read.
+"""The book as published: built from the committed mini and mini-glyphs records and the shipped backbone, then read.
 
 The module fixture builds this checkout's book exactly as `make book` does once every run is recorded
 (no sweep, no environment override) into a temporary folder. The tests check that every results page
@@ -29,13 +29,15 @@ from vitcf.backbones import weights_dir
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "mini"
+GLYPHS = REPO / "results" / "mini-glyphs"
 RESULTS_PAGES = ["notebooks/mini_study", "notebooks/beyond", "notebooks/design_space", "notebooks/axes",
                  "notebooks/discussion"]
 
 
 @pytest.fixture(scope="module")
 def mini_book(tmp_path_factory):
-    assert any(RESULTS.glob("*.json")), f"no committed mini records in {RESULTS}: run `make book` and commit them"
+    for folder in (RESULTS, GLYPHS):
+        assert any(folder.glob("*.json")), f"no committed records in {folder}: run `make book` and commit them"
     assert (weights_dir() / "mini.json").is_file(), "the shipped mini backbone's card is missing"
     out = tmp_path_factory.mktemp("mini-book")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
@@ -43,13 +45,13 @@ def mini_book(tmp_path_factory):
     build = subprocess.run([str(jupyter_book), "build", str(REPO), "-W", "-n", "--keep-going", "--path-output",
                             str(out)], capture_output=True, text=True, timeout=1800, env=env, cwd=REPO)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-4000:]
-    study = report.load_study("mini")
+    study = report.load_study("mini-glyphs")
     return out / "_build" / "html", study
 
 
 def test_every_results_page_is_filled_from_the_records(mini_book):
     html, study = mini_book
-    assert not study.empty and study.preset == "mini"
+    assert not study.empty and study.preset == "mini-glyphs"
     for name in RESULTS_PAGES:
         text = text_of(html / f"{name}.html")
         assert "No run of the" not in text and "is recorded in" not in text.replace("records", ""), name
@@ -60,6 +62,10 @@ def test_every_results_page_is_filled_from_the_records(mini_book):
     assert "Learning curve." in mini and "Recipe search." in mini
     for label, row in study.frame().groupby("label")["new_domain_accuracy"].mean().items():
         assert f"{row:.2f}" in mini, label  # the results table is the records'
+    assert "instance retrieval (%), k=20" in mini and "Positive control." in mini
+    near = report.load_study("mini").frame()
+    for label, row in near.groupby("label")["new_domain_accuracy"].mean().round(2).items():
+        assert f"{row:g}" in mini, label  # the near domain's accuracies, beside the far one's
 
 
 @needs_chromium

@@ -43,6 +43,8 @@ CASES = [
     ("block_expansion", {"p": 2, "placement": "top"}, blocks_at(12, 13), 2 * BLOCK),
     ("block_expansion", {"p": 5, "placement": "top"}, blocks_at(*range(12, 17)), 5 * BLOCK),
     ("surgical", {"block": 4}, blocks_at(4), BLOCK),
+    # the positive control: re-initialised top blocks, then everything trains
+    ("reinit", {"blocks": 6}, r".*", EVERYTHING),
 ]
 IDS = [f"{m}-{'-'.join(f'{k}{v}' for k, v in h.items())}" for m, h, *_ in CASES]
 
@@ -61,8 +63,30 @@ def _step(model, images):
     return before
 
 
-def test_registry_holds_the_five_methods_and_surgical_fine_tuning():
-    assert set(vitcf.METHODS) == {"full", "top_k", "linear", "lora", "block_expansion", "surgical"}
+def test_registry_holds_the_five_methods_surgical_fine_tuning_and_the_control():
+    assert set(vitcf.METHODS) == {"full", "top_k", "linear", "lora", "block_expansion", "surgical", "reinit"}
+    assert vitcf.make_method("reinit").family == "control"
+
+
+def test_reinit_redraws_exactly_the_top_blocks_from_the_seed(micro):
+    pretrained = micro()
+    torch.manual_seed(3)
+    model = vitcf.apply_method(copy.deepcopy(pretrained), "reinit", blocks=4)
+    torch.manual_seed(3)
+    again = vitcf.apply_method(copy.deepcopy(pretrained), "reinit", blocks=4)
+    before, after = pretrained.state_dict(), model.state_dict()
+    for name, value in after.items():
+        top = any(name.startswith(f"blocks.{i}.") for i in range(8, 12))
+        changed = not torch.equal(value, before[name])
+        if name.endswith("weight") and "norm" not in name and top:
+            assert changed, name
+        if not top:
+            assert not changed, name
+        assert torch.equal(value, again.state_dict()[name])  # the run's seed decides the draw
+    with pytest.raises(ValueError, match="blocks=13 exceeds the model's depth; allowed: 1..12"):
+        vitcf.apply_method(micro(), "reinit", blocks=13)
+    with pytest.raises(ValueError, match="blocks must be an integer >= 1"):
+        vitcf.make_method("reinit", blocks=0)
 
 
 @pytest.mark.parametrize(("method", "hparams", "pattern", "count"), CASES, ids=IDS)
@@ -73,7 +97,7 @@ def test_exact_trainable_set_and_count(micro, method, hparams, pattern, count):
     assert names == expected and {"head.weight", "head.bias"} <= set(names)
     everything = [n.removeprefix("base_model.model.") for n, _ in model.named_parameters()]
     assert set(names) == {n for n in everything if re.fullmatch(pattern, n) or n.startswith("head.")}
-    assert count_trainable(model) == count + (0 if method == "full" else HEAD)
+    assert count_trainable(model) == count + (0 if method in ("full", "reinit") else HEAD)
 
 
 @pytest.mark.parametrize(("method", "hparams", "pattern", "count"), CASES, ids=IDS)

@@ -162,3 +162,35 @@ def test_runs_of_every_schedule_length_share_the_folder_s_baseline_and_probe_bot
     assert [entry["step"] for entry in curve] == [0, 6, 12]
     assert all(0 <= entry["linear_head"] <= 100 for entry in curve)  # the linear head along the curve too
     assert longer["metrics"]["linear_head"]["baseline"] == records.read_json(tmp_path / "baseline.json")["linear_head"]
+
+
+def test_every_probe_is_taken_with_its_reference_levels_and_the_full_probe_at_the_first_steps(tmp_path):
+    record = run("smoke", "full", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=(0, 3, 6))
+    metrics = record["metrics"]
+    base = records.read_json(tmp_path / "baseline.json")
+    assert set(metrics["instance"]) == {"baseline", "after"} and set(metrics["instance"]["after"]) == {10, 20}
+    assert metrics["instance"]["baseline"] == {int(k): v for k, v in base["instance"].items()}
+    assert base["instance_probe"] == {"bank_size": 80, "query_size": 80, "source": "fashion_mnist test split"}
+    # every probe on raw pixels and on a random-init network; smoke's backbone is random-init itself
+    assert set(base["levels"]) == {"raw_pixels", "random_init"}
+    for level in base["levels"].values():
+        assert set(level) == {"knn", "linear_head", "instance"}
+    assert base["levels"]["random_init"]["knn"] == base["knn"] and base["levels"]["random_init"]["instance"] == base["instance"]
+    assert all("instance" in entry for entry in metrics["knn_over_steps"])
+    full = metrics["full_probe_over_steps"]
+    assert [e["step"] for e in full] == [0, 3]  # smoke's full_probe_steps within the run's forgetting steps
+    assert full[0]["knn"] == metrics["knn_baseline"]  # before any update the network is the baseline's
+    unprobed = run("smoke", "linear", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=())
+    assert unprobed["metrics"]["full_probe_over_steps"] == []
+    assert record["config"]["new_domain_data"] is None  # digits are read, not generated
+
+
+def test_the_positive_control_is_a_grid_of_its_own():
+    from vitcf.sweep import plan_sweep
+
+    runs = plan_sweep("smoke", grid="control", results_dir="/tmp/vitcf-control-plan", device="cpu")
+    assert [(r.point.method, r.plan.train.lr) for r in runs] == [("full", 0.15), ("reinit", 0.005)]
+    assert runs[1].plan.method.hparams == {"blocks": 12} and runs[0].name != "full_seed0"
+    glyphs = get_preset("mini-glyphs")
+    assert glyphs.new_domain == "glyphs" and glyphs.instance_probe is not None and glyphs.control
+    assert glyphs.protocol()["pretrain_domain"] == get_preset("mini").pretrain_domain

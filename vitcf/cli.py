@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+
+from .methods import METHODS
 
 
 def _params(args: argparse.Namespace) -> int:
@@ -19,12 +22,18 @@ def _params(args: argparse.Namespace) -> int:
     return 0 if all(row["explained"] for row in rows) else 1
 
 
-PRESET_HELP = ("smoke, mini, paper, paper-lite (no ImageNet needed) or paper-DOMAIN with DOMAIN one of cifar10, dtd, "
+PRESET_HELP = ("smoke, mini (digits, the near domain), mini-glyphs (glyphs, the far domain), paper, paper-lite (no ImageNet needed) or paper-DOMAIN with DOMAIN one of cifar10, dtd, "
                "food101, flowers102 (see vitcf.presets)")
 
-# Every method hyperparameter, as a command-line option: the method's config validates the values.
-HPARAM_OPTIONS = {"k": int, "r": int, "p": int, "alpha": float, "dropout": float, "target": str, "placement": str,
-                  "block": int}
+# Every method hyperparameter, as a command-line option, read from the methods' config fields (the
+# type of the field's default); the method's config validates the values.
+def _option_type(field: dataclasses.Field) -> type:
+    if field.default is not None:
+        return type(field.default)
+    return {"int": int, "float": float, "str": str}[str(field.type).split("|")[0].strip()]  # e.g. "float | None"
+
+
+HPARAM_OPTIONS = {f.name: _option_type(f) for cls in METHODS.values() for f in dataclasses.fields(cls)}
 
 
 STEPS_HELP = ("also probe the pre-training domain after these training steps (default: the preset's, e.g. mini "
@@ -157,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         "arguments are checked before any compute; a run whose record exists is skipped.",
     )
     run.add_argument("--preset", required=True, help=PRESET_HELP)
-    run.add_argument("--method", required=True, help="full, top_k, linear, lora, block_expansion or surgical")
+    run.add_argument("--method", required=True, help=", ".join(METHODS) + " (the last is the positive control)")
     for name, kind in HPARAM_OPTIONS.items():
         run.add_argument(f"--{name}", type=kind, default=None, help=f"method hyperparameter {name}")
     run.add_argument("--seed", type=int, default=0)
@@ -190,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--grid", default="core",
                      help="core (default: the paper's rows), design (the design space around them: LoRA ranks and "
                      "targets, every top-k, block placement, surgical fine-tuning), rates (five method families on one "
-                     "grid of learning rates) or schedule (the same families at longer schedules, probed over "
-                     "training); all write to the preset's folder")
+                     "grid of learning rates), schedule (the same families at longer schedules, probed over "
+                     "training) or control (the positive control: full fine-tuning at 30 times its paper rate, "
+                     "built to wreck the representation); all write to the preset's folder")
     swp.add_argument("--only", nargs="+", default=None, metavar="NAME",
                      help="only these grid points, by method name or label (e.g. lora 'Block exp. p=2')")
     swp.add_argument("--seeds", type=int, nargs="+", default=[0])

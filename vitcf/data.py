@@ -51,7 +51,7 @@ FOLDER_DATASETS = {
 }
 FOLDER_RESIZE = 256
 FOLDER_CROP = 224
-DATASETS = ("fashion_mnist", "digits", "cifar10", "cifar100", *FOLDER_DATASETS)
+DATASETS = ("fashion_mnist", "digits", "glyphs", "cifar10", "cifar100", *FOLDER_DATASETS)
 SPLITS = ("train", "test")
 IMAGENET_SPLITS = ("train", "val")
 
@@ -181,6 +181,8 @@ def load_dataset(
         return _load_fashion_mnist(split, root, download)
     if name == "digits":
         return _load_digits(split)
+    if name == "glyphs":
+        return _load_glyphs(split)
     if name in FOLDER_DATASETS:
         return _load_folder_dataset(name, split, root, download)
     return _load_cifar(name, split, root, download)
@@ -207,6 +209,19 @@ def _load_digits(split: str) -> ImageSet:
         labels=torch.from_numpy(digits.target[idx].astype(np.int64)),
         classes=tuple(str(d) for d in range(10)),
     )
+
+
+def _load_glyphs(split: str) -> ImageSet:
+    """The glyph domain (`vitcf.glyphs`): characters rendered from the installed typefaces, split by typeface."""
+    from .glyphs import FontsUnavailableError, cached_domain
+
+    try:
+        domain = cached_domain()
+    except FontsUnavailableError as error:
+        raise DatasetUnavailableError(str(error)) from None
+    images, labels = domain.splits[split]
+    return ImageSet(name="glyphs", images=torch.from_numpy(images).unsqueeze(1).contiguous(),
+                    labels=torch.from_numpy(labels), classes=domain.classes)
 
 
 def _load_fashion_mnist(split: str, root: str | os.PathLike | None, download: bool) -> ImageSet:

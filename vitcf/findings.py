@@ -18,7 +18,7 @@ import torch
 
 from .backbones import create_backbone, get_spec
 from .methods import make_method
-from .plots import HEAD, KNN, PROBES, has_head, label_summary, rank_methods
+from .plots import HEAD, INSTANCE, KNN, PROBES, has_head, label_summary, measured as is_measured, rank_methods
 
 WEIGHTS = tuple(i / 20 for i in range(21))  # the chart's slider positions: 0, 0.05, ..., 1
 
@@ -250,7 +250,7 @@ EARLY_STEP = 10  # the abstract's claim: full fine-tuning loses most of the pre-
 
 
 # The forgetting curves' columns (`vitcf.plots.forgetting_curve_frame`) per probe, k-NN first.
-CURVE_COLUMNS = ((KNN.name, "knn"), (HEAD.name, "linear_head"))
+CURVE_COLUMNS = ((KNN.name, "knn"), (HEAD.name, "linear_head"), (INSTANCE.name, "instance"))
 
 
 def _early(run: pd.DataFrame, column: str, by: int) -> tuple | None:
@@ -279,8 +279,7 @@ def early_forgetting(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STEP) ->
 
     columns = ["label", "family", "step", "last step", *(c for probe, _ in CURVE_COLUMNS for c in named(probe))]
     at_k = curves[curves["k"] == k]
-    if "linear_head" not in at_k.columns:
-        at_k = at_k.assign(linear_head=math.nan)
+    at_k = at_k.assign(**{column: math.nan for _, column in CURVE_COLUMNS if column not in at_k.columns})
     rows = []
     for label, runs in at_k.groupby("label", sort=False):
         row = {"label": label, "family": runs["family"].iloc[0]}
@@ -322,9 +321,10 @@ def early_forgetting_note(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STE
     row = full.iloc[0]
     text = f"Full fine-tuning ({row[f'{KNN.name} seeds']} seed(s)): " + _apportion(
         f"the pre-training-domain k-NN accuracy (k={k})", row, KNN.name, by)
-    if row[f"{HEAD.name} seeds"]:
-        text += f" On {HEAD.words} ({row[f'{HEAD.name} seeds']} seed(s)), " + _apportion(
-            "the accuracy", row, HEAD.name, by)
+    for probe in (HEAD, INSTANCE):
+        if row[f"{probe.name} seeds"]:
+            text += f" On {probe.words} ({row[f'{probe.name} seeds']} seed(s)), " + _apportion(
+                "the accuracy", row, probe.name, by)
     return text
 
 
@@ -379,6 +379,12 @@ def probes_note(frame: pd.DataFrame) -> str:
         rho = spearmanr(summary[KNN.drop], summary[HEAD.drop]).statistic
         text += (f" The two probes order the configurations by how much they forget with a Spearman rank "
                  f"correlation of {rho:+.2f}.")
+    if is_measured(summary, INSTANCE):
+        most = summary.loc[summary[INSTANCE.drop].idxmax()]
+        text += (f" By {INSTANCE.words}, which asks whether a view of an image still finds the other views of the "
+                 f"same image, the drop ranges from {_range(summary, INSTANCE.drop)} points out of "
+                 f"{summary[INSTANCE.baseline].mean():.2f}%; {most['label']} loses the most there, "
+                 f"{most[INSTANCE.drop]:.2f} points.")
     return text
 
 
@@ -395,7 +401,7 @@ def claims(frame: pd.DataFrame, probe: str = KNN.name) -> list[dict]:
         raise ValueError(f"unknown probe {probe!r}; allowed: {', '.join(probes)}")
     chosen = probes[probe]
     summary = label_summary(frame).set_index("label")
-    measured = chosen is KNN or has_head(summary)
+    measured = is_measured(summary, chosen)
     kept, drop = chosen.accuracy, chosen.drop
     fam = {name: summary[summary["family"] == name] for name in ("standard", "LoRA", "block expansion")}
     out = []
@@ -442,6 +448,7 @@ def claims(frame: pd.DataFrame, probe: str = KNN.name) -> list[dict]:
 
 
 PAPER_VERDICT, OURS_KNN, OURS_HEAD = "paper (k-NN; it reports no linear head)", "ours, k-NN", "ours, linear head"
+OURS_INSTANCE = "ours, instance retrieval"
 NOT_A_PROBE = "n/a"  # a claim about the new domain alone: no probe of the pre-training domain enters
 
 
@@ -457,12 +464,17 @@ def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame
     missing = [{"holds": None, "evidence": "no records"}] * len(theirs)
     by_knn = claims(ours) if ours is not None else missing
     by_head = claims(ours, HEAD.name) if ours is not None else missing
+    by_instance = claims(ours, INSTANCE.name) if ours is not None else missing
     rows = []
-    for p, o, h in zip(theirs, by_knn, by_head):
-        head = (verdict(h["holds"]), h["evidence"]) if p["forgetting"] else (NOT_A_PROBE, "same as by the k-NN probe")
+    for p, o, h, i in zip(theirs, by_knn, by_head, by_instance):
+        def cell(found):
+            return (verdict(found["holds"]), found["evidence"]) if p["forgetting"] else (
+                NOT_A_PROBE, "same as by the k-NN probe")
+        head, instance = cell(h), cell(i)
         rows.append({"claim": p["claim"], PAPER_VERDICT: verdict(p["holds"]), "paper's numbers": p["evidence"],
                      OURS_KNN: verdict(o["holds"]), "our numbers, k-NN": o["evidence"],
-                     OURS_HEAD: head[0], "our numbers, linear head": head[1]})
+                     OURS_HEAD: head[0], "our numbers, linear head": head[1],
+                     OURS_INSTANCE: instance[0], "our numbers, instance retrieval": instance[1]})
     return pd.DataFrame(rows).set_index("claim")
 
 
@@ -483,11 +495,85 @@ def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame) -> str:
     if not differ(OURS_KNN).empty:
         text += ". They disagree on: " + listed(differ(OURS_KNN), OURS_KNN, "our numbers, k-NN")
     text += "."
-    tested = table[~table[OURS_HEAD].isin(["-", NOT_A_PROBE])]
-    if tested.empty:
-        return text
-    text += (f" The paper reports no linear-head probe; by ours, {len(tested) - len(differ(OURS_HEAD))} of its "
-             f"{len(tested)} claims about forgetting come out as in the paper")
-    if not differ(OURS_HEAD).empty:
-        text += ", and these do not: " + listed(differ(OURS_HEAD), OURS_HEAD, "our numbers, linear head")
-    return text + "."
+    for probe, column in ((HEAD, OURS_HEAD), (INSTANCE, OURS_INSTANCE)):  # probes the paper did not use
+        tested = table[~table[column].isin(["-", NOT_A_PROBE])]
+        if tested.empty:
+            continue
+        text += (f" The paper reports no {probe.adjective} probe; by ours, {len(tested) - len(differ(column))} of its "
+                 f"{len(tested)} claims about forgetting come out as in the paper")
+        if not differ(column).empty:
+            text += ", and these do not: " + listed(differ(column), column, f"our numbers, {probe.name}")
+        text += "."
+    return text
+
+
+# --- the abstract's ten-iteration claim, on the full probe ----------------------------------------------
+
+TEN_STEP_PROBES = ((KNN, "knn", True), (HEAD, "linear_head", False), (INSTANCE, "instance", True))  # (probe, key, per k)
+
+
+def _full_probe_value(entry: dict, key: str, per_k: bool, k: int):
+    value = entry.get(key)
+    if value is None:
+        return None
+    return value.get(str(k), value.get(k)) if per_k else value
+
+
+def ten_step_frame(runs: list[dict], k: int = 20, label: str = "Full") -> pd.DataFrame:
+    """One row per (seed, probe, step) of `label`'s runs probed with the full probe during training
+    (`metrics.full_probe_over_steps`): the accuracy, with step 0 the pre-trained backbone's (the baseline:
+    no update has happened) and the run's end as its last row (step = the schedule's length)."""
+    rows = []
+    for record in runs:
+        metrics = record["metrics"]
+        over = metrics.get("full_probe_over_steps") or []
+        if record["label"] != label or not over:
+            continue
+        ends = {"knn": (metrics["knn_baseline"], metrics["knn"]),
+                "linear_head": (metrics["linear_head"]["baseline"], metrics["linear_head"]["after"]),
+                "instance": ((metrics.get("instance") or {}).get("baseline"), (metrics.get("instance") or {}).get("after"))}
+        last = record["config"]["train"]["steps"]
+        for probe, key, per_k in TEN_STEP_PROBES:
+            base, after = ends[key]
+            if base is None:
+                continue
+            pick = (lambda v: v.get(str(k), v.get(k))) if per_k else (lambda v: v)
+            points = [(0, pick(base))] + [(e["step"], _full_probe_value(e, key, per_k, k)) for e in over
+                                          if e["step"] != 0] + [(last, pick(after))]
+            rows += [{"seed": record["seed"], "probe": probe.name, "step": step, "accuracy": value}
+                     for step, value in points if value is not None]
+    return pd.DataFrame(rows, columns=["seed", "probe", "step", "accuracy"])
+
+
+ABSTRACT_SHARE = 0.7  # the abstract: full fine-tuning "loses over 70% accuracy after only 10 iterations"
+
+
+def ten_step_note(runs: list[dict], k: int = 20, by: int = EARLY_STEP) -> str:
+    """The abstract's claim checked on the full probe at the first training steps of full fine-tuning (Markdown)."""
+    frame = ten_step_frame(runs, k)
+    if frame.empty or by not in set(frame["step"]):
+        return (f"*No full fine-tuning record here was probed with the full probe at step {by} (the preset's "
+                "`full_probe_steps`), so the claim is checked on the smaller curve probe above only.*")
+    lines = []
+    for probe, _, _ in TEN_STEP_PROBES:
+        rows = frame[frame["probe"] == probe.name]
+        if rows.empty:
+            continue
+        last = int(rows["step"].max())
+        per_seed = rows.pivot_table(index="seed", columns="step", values="accuracy")
+        start, early, end = per_seed[0], per_seed[by], per_seed[last]
+        lost = (start - early) / start
+        whole = start - end
+        share = ((start - early) / whole).where(whole > 0)
+        text = (f"- **{probe.name}**: {start.mean():.2f}% before training, "
+                f"{early.mean():.2f}% after step {by} (seeds {early.min():.2f} to {early.max():.2f}) and "
+                f"{end.mean():.2f}% after step {last}: {lost.mean():.1%} of its accuracy lost by step {by} "
+                f"({'more' if lost.mean() > ABSTRACT_SHARE else 'far less'} than the abstract's "
+                f"{ABSTRACT_SHARE:.0%})")
+        if share.notna().any():
+            text += f", and {share.mean():.0%} of the run's whole drop of {whole.mean():.2f} points"
+        lines.append(text + ".")
+    seeds = frame["seed"].nunique()
+    return (f"Full fine-tuning probed with the final, full-size probes after steps "
+            f"{', '.join(str(s) for s in sorted(set(frame['step'])) if 0 < s <= by)} ({seeds} seed(s); step 0 is "
+            f"the pre-trained backbone itself):\n\n" + "\n".join(lines))

@@ -39,8 +39,9 @@ from .methods import make_method
 from .paper import PAPER_ROWS
 from .params import parse_count, summary_count
 
-FAMILIES = ("standard", "LoRA", "block expansion")  # the paper's grouping, in its table order
-FAMILY_COLOURS = {"standard": "#4c78a8", "LoRA": "#f58518", "block expansion": "#54a24b"}
+# The paper's grouping, in its table order; then the positive control (runs built to wreck the representation).
+FAMILIES = ("standard", "LoRA", "block expansion", "control")
+FAMILY_COLOURS = {"standard": "#4c78a8", "LoRA": "#f58518", "block expansion": "#54a24b", "control": "#9d9d9d"}
 
 WEIGHT_PARAM = "w"
 # The ranking score as Vega evaluates it in the browser; `tradeoff_score` is the same in Python.
@@ -83,17 +84,26 @@ class Probe(NamedTuple):
 KNN = Probe("k-NN", "pretrain_knn", "drop", "pretrain_knn_baseline", Y_TITLE)
 HEAD = Probe("linear head", "linear_head_after", "linear_head_drop", "linear_head_baseline",
              "Pre-training-domain linear-head accuracy (%)")
-PROBES = (KNN, HEAD)  # the paper's probe first
+INSTANCE = Probe("instance retrieval", "instance_after", "instance_drop", "instance_baseline",
+                 "Pre-training-domain instance-retrieval accuracy (%)")
+PROBES = (KNN, HEAD, INSTANCE)  # the paper's probe first
+
+
+def measured(frame: pd.DataFrame, probe: Probe, columns: tuple[str, ...] | None = None) -> bool:
+    """Whether `frame` holds `probe`'s values, in `columns` (default: its accuracy, drop and baseline).
+    The k-NN probe always is; the paper's numbers have no other, and older records no instance probe."""
+    columns = (probe.accuracy, probe.drop, probe.baseline) if columns is None else columns
+    return all(column in frame.columns for column in columns) and bool(frame[probe.accuracy].notna().any())
 
 
 def has_head(frame: pd.DataFrame, columns=(HEAD.accuracy, HEAD.drop, HEAD.baseline)) -> bool:
     """Whether `frame` holds the linear-head probe's values, in `columns` (the paper's numbers have none)."""
-    return all(column in frame.columns for column in columns) and bool(frame[HEAD.accuracy].notna().any())
+    return measured(frame, HEAD, columns)
 
 
 def probes_of(frame: pd.DataFrame) -> tuple[Probe, ...]:
-    """The probes `frame` has values for: the k-NN probe always, the linear head where measured."""
-    return PROBES if has_head(frame) else (KNN,)
+    """The probes `frame` has values for: the k-NN probe always, the others where measured."""
+    return (KNN, *(p for p in PROBES[1:] if measured(frame, p)))
 
 
 def _side_by_side(charts: list):
@@ -131,7 +141,7 @@ def _check_frame(frame: pd.DataFrame, columns=FRAME_COLUMNS) -> None:
 def label_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per label (configuration): the mean over its seeds, with min and max, and n seeds.
 
-    Both probes' accuracy (mean, min, max), baseline and drop where the frame has the linear head's.
+    Every measured probe's accuracy (mean, min, max), baseline and drop (`probes_of`).
 
     Rows come in the paper's family order, then by trainable parameters, so every view lists
     methods the same way.
@@ -142,10 +152,10 @@ def label_summary(frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"label(s) {list(families[families > 1].index)} appear under several families")
     grouped = frame.groupby("label", sort=False)
     head = {}
-    if has_head(frame):
-        head = {HEAD.accuracy: (HEAD.accuracy, "mean"), f"{HEAD.accuracy}_min": (HEAD.accuracy, "min"),
-                f"{HEAD.accuracy}_max": (HEAD.accuracy, "max"), HEAD.baseline: (HEAD.baseline, "mean"),
-                HEAD.drop: (HEAD.drop, "mean")}
+    for probe in probes_of(frame)[1:]:
+        head |= {probe.accuracy: (probe.accuracy, "mean"), f"{probe.accuracy}_min": (probe.accuracy, "min"),
+                 f"{probe.accuracy}_max": (probe.accuracy, "max"), probe.baseline: (probe.baseline, "mean"),
+                 probe.drop: (probe.drop, "mean")}
     summary = grouped.agg(
         family=("family", "first"),
         trainable_params=("trainable_params", "max"),
@@ -159,6 +169,7 @@ def label_summary(frame: pd.DataFrame) -> pd.DataFrame:
         pretrain_knn_baseline=("pretrain_knn_baseline", "mean"),
         drop=("drop", "mean"),
         **head,
+        **{c: (c, "first") for c in frame.columns if c.endswith(tuple(f"_{level}" for level, _ in LEVELS))},
     ).reset_index()
     order = summary["family"].map(FAMILIES.index)
     return summary.assign(_order=order).sort_values(["_order", "trainable_params", "label"]).drop(
@@ -246,7 +257,7 @@ def _points(summary: pd.DataFrame, probe: Probe, family: alt.Parameter, *, refer
     )
     # The family dropdown is defined once, on the k-NN view; every other view reads it.
     points = points.add_params(family).properties(name="tradeoff_points") if probe is KNN else points.properties(
-        name="head_points")
+        name=POINTS_NAME[probe.name])
     spread = base.transform_filter("datum.n > 1")
     x_spread = spread.mark_rule().encode(
         x=alt.X("new_domain_accuracy_min:Q", title=X_TITLE), x2="new_domain_accuracy_max:Q",
@@ -259,10 +270,45 @@ def _points(summary: pd.DataFrame, probe: Probe, family: alt.Parameter, *, refer
     note = ceiling.mark_text(align="left", baseline="bottom", dx=4, dy=-3, color="gray").encode(
         y=alt.Y(f"{probe.baseline}:Q", title=probe.title), x=alt.value(0),
         text=alt.value("pre-trained backbone (no forgetting)"))
-    layers = [rule, note, x_spread, y_spread, points]
+    layers = [rule, note, *_level_rules(summary, probe), x_spread, y_spread, points]
     if reference is not None:
         layers.append(_reference_points(reference, family))
     return alt.layer(*layers).properties(width=width, height=300, title=alt.Title(title, subtitle=subtitle))
+
+
+POINTS_NAME = {HEAD.name: "head_points", INSTANCE.name: "instance_points"}  # the browser tests read them by name
+# The reference levels of a probe drawn under its points where the frame has them (`with_levels`).
+LEVELS = (("random_init", "random-init network"), ("raw_pixels", "raw pixels"))
+
+
+def with_levels(frame: pd.DataFrame, baseline: dict | None, k: int = 20) -> pd.DataFrame:
+    """`frame` with each probe's reference levels from the folder's baseline record (raw pixels and a
+    random-init network on the same bank and queries) as columns `<probe accuracy>_<level>`."""
+    levels = (baseline or {}).get("levels") or {}
+    columns = {}
+    for level, _ in LEVELS:
+        scores = levels.get(level) or {}
+        for probe, key in ((KNN, "knn"), (HEAD, "linear_head"), (INSTANCE, "instance")):
+            value = scores.get(key)
+            if isinstance(value, dict):
+                value = value.get(str(k), value.get(k))
+            if value is not None:
+                columns[f"{probe.accuracy}_{level}"] = float(value)
+    return frame.assign(**columns)
+
+
+def _level_rules(summary: pd.DataFrame, probe: Probe) -> list:
+    """Dotted lines at the probe's random-init and raw-pixel levels, labelled, where `summary` has them."""
+    rules = []
+    for level, words in LEVELS:
+        column = f"{probe.accuracy}_{level}"
+        if column not in summary.columns or summary[column].isna().all():
+            continue
+        at = alt.Chart(pd.DataFrame({column: [float(summary[column].mean())]}))
+        rules.append(at.mark_rule(strokeDash=[2, 3], color="#888").encode(y=alt.Y(f"{column}:Q", title=probe.title)))
+        rules.append(at.mark_text(align="left", baseline="top", dx=4, dy=3, color="#888", fontSize=10).encode(
+            y=alt.Y(f"{column}:Q", title=probe.title), x=alt.value(0), text=alt.value(words)))
+    return rules
 
 
 def _reference_points(reference: pd.DataFrame, family: alt.Parameter) -> alt.Chart:
@@ -299,6 +345,7 @@ def _ranking(summary: pd.DataFrame, family: alt.Parameter) -> alt.LayerChart:
 
 
 STUDY_POINTS = "filled: this study, mean and min-max over seeds"
+PANEL_WIDTH = {1: 440, 2: 250, 3: 160}  # panels side by side that fit the book's column
 PLANE_TITLE = "What is learnt (x) and what is kept (y)"
 
 
@@ -331,7 +378,7 @@ def tradeoff_chart(frame: pd.DataFrame, *, reference: pd.DataFrame | None = None
         top = _points(summary, KNN, family, reference=reference, title=PLANE_TITLE, subtitle=subtitle, width=440)
     else:
         top = alt.hconcat(*(_points(summary, probe, family, reference=reference if probe is KNN else None,
-                                    title=f"Kept, by {probe.words}", width=250)
+                                    title=f"Kept, by {probe.words}", width=PANEL_WIDTH[len(probes)])
                             for probe in probes)).properties(title=alt.Title(
                                 f"{PLANE_TITLE}, by each probe of the pre-training domain",
                                 subtitle=f"{subtitle}; the ranking below uses {RANKING_PROBE}"))
@@ -346,7 +393,8 @@ def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
     Records keep these under metrics.knn_over_steps when a run was asked for `forgetting_steps`;
     runs without them contribute no rows. `knn` is the k-NN probe's accuracy at that k;
     `linear_head` the linear-head probe's at that step (the same on every k's row), NaN where the
-    record's curve has none (records made before the curves carried it). A curve that was not
+    record's curve has none (records made before the curves carried it); `instance` the instance-retrieval
+    probe's at that k, NaN where not measured. A curve that was not
     probed at step 0 starts from the run's baseline there: before the first update every method
     computes exactly the pre-trained backbone's features (LoRA's B and block expansion's output
     projections start at zero; the tests hold this bit for bit), so the baseline is that step's
@@ -363,15 +411,21 @@ def forgetting_curve_frame(records: list[dict]) -> pd.DataFrame:
             start = {"step": 0, "knn": metrics["knn_baseline"], "probed": False}
             if any("linear_head" in entry for entry in over):
                 start["linear_head"] = metrics["linear_head"]["baseline"]
+            if any("instance" in entry for entry in over):
+                start["instance"] = metrics["instance"]["baseline"]
             over = [start, *over]
         for entry in over:
             for k, accuracy in entry["knn"].items():  # k is a string once the record went through JSON
                 rows.append({"run": record["run"], "preset": record["preset"], "label": record["label"],
                              "family": record["family"], "seed": record["seed"], "step": entry["step"],
                              "k": int(k), "knn": accuracy, "linear_head": entry.get("linear_head", math.nan),
+                             "instance": (entry.get("instance") or {}).get(k, math.nan),
                              "probed": entry.get("probed", True)})
-    return pd.DataFrame(rows, columns=["run", "preset", "label", "family", "seed", "step", "k", "knn", "linear_head",
-                                       "probed"])
+    return pd.DataFrame(rows, columns=CURVE_FRAME_COLUMNS)
+
+
+CURVE_FRAME_COLUMNS = ["run", "preset", "label", "family", "seed", "step", "k", "knn", "linear_head", "instance",
+                       "probed"]
 
 
 def _one_preset(presets: set[str]) -> None:
@@ -401,10 +455,11 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
     steps = sorted(curves["step"].unique().tolist())
     curves = curves.assign(probe=curves["step"].map({step: i for i, step in enumerate(steps)}))
     heads = curves.dropna(subset=["linear_head"]).drop_duplicates(["run", "step"])  # the same on every k's row
+    instances = curves.dropna(subset=["instance"])
     pick = alt.param(name=K_PARAM, value=start, bind=alt.binding_select(options=ks, name="k-NN neighbours k "))
     at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_range(
         min=0, max=len(steps) - 1, step=1, name=f"Probe (training steps {', '.join(map(str, steps))}) "))
-    width = 440 if heads.empty else 250  # two panels fit the book's column
+    width = PANEL_WIDTH[1 + (not heads.empty) + (not instances.empty)]  # the panels fit the book's column
     x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"))  # 0, 1, 10, 100 spread evenly
 
     def views(base: alt.Chart, probe: Probe, column: str, bars_name: str):
@@ -426,7 +481,7 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
             color=_colour(),
             tooltip=["label:N", "step:Q", alt.Tooltip(f"{column}:Q", title=what, format=".2f")],
         ).properties(name=bars_name)
-        title = "Forgetting during fine-tuning" + ("" if heads.empty else f", by {probe.words}")
+        title = "Forgetting during fine-tuning" if heads.empty and instances.empty else f"By {probe.words}"
         return alt.layer(lines, rule).properties(width=width, height=300, title=title), bars, picked
 
     knn_curves, knn_bars, picked = views(alt.Chart(curves).transform_filter(f"datum.k == {K_PARAM}"), KNN, "knn",
@@ -439,6 +494,11 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
         head_curves, head_bars, _ = views(alt.Chart(heads), HEAD, "linear_head", "linear_head_at_step")
         top.append(head_curves)
         bottom.append(head_bars.properties(width=width))
+    if not instances.empty:
+        instance_curves, instance_bars, _ = views(alt.Chart(instances).transform_filter(f"datum.k == {K_PARAM}"),
+                                                  INSTANCE, "instance", "instance_at_step")
+        top.append(instance_curves)
+        bottom.append(instance_bars.properties(width=width))
     # The curves colour by method, the bars by family: two colour scales. Shared (Vega-Lite's default for
     # concatenated views) they merge into one whose domain matches no line, and the lines draw unstroked.
     # Each row keeps its scale shared, so a method has one colour in both probes' curves.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, get_spec
 from .methods import make_method
 from .paper import PAPER_BATCH, PAPER_ROWS, PAPER_STEPS
+from .retrieval import InstanceProbe
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,15 @@ class Preset:
     design: tuple[GridPoint, ...] = ()  # the design space around `grid` (see `design_grid`)
     rates: tuple[GridPoint, ...] = ()  # the learning-rate axis (see `rate_grid`)
     schedule: tuple[GridPoint, ...] = ()  # the schedule-length axis (see `schedule_grid`)
+    control: tuple[GridPoint, ...] = ()  # the positive control: runs built to destroy the representation
     # The steps after which the schedule axis probes forgetting: those within each run's schedule.
     long_forgetting_steps: tuple[int, ...] = ()
+    # The instance-retrieval probe of the pre-training domain (`vitcf.retrieval`), beside the class-level
+    # k-NN; None: none (an ImageNet folder is streamed, not held in memory).
+    instance_probe: InstanceProbe | None = None
+    # Steps after which a run that probes forgetting also takes the final, full-size probe (the curve
+    # probe is smaller): the abstract's claim is about the first ten steps.
+    full_probe_steps: tuple[int, ...] = ()
     default_lr: float = 0.005
     default_warmup_fraction: float = 0.05
     eval_batch_size: int = 256
@@ -73,17 +81,18 @@ class Preset:
     def protocol(self) -> dict:
         """The settings a run's measurements depend on: everything but the grids of runs to compare."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("grid", "design", "rates", "schedule", "long_forgetting_steps")}
+                if k not in ("grid", "design", "rates", "schedule", "control", "long_forgetting_steps")}
 
     def points(self, grid: str = "core") -> tuple[GridPoint, ...]:
         """The grid points of `grid`: "core" (the paper's rows), "design" (the design space), "rates"
-        (the learning-rate axis) or "schedule" (the schedule-length axis)."""
+        (the learning-rate axis), "schedule" (the schedule-length axis) or "control" (the positive control)."""
         if grid not in GRIDS:
             raise ValueError(f"unknown grid {grid!r}; allowed: {', '.join(GRIDS)}")
-        return {"core": self.grid, "design": self.design, "rates": self.rates, "schedule": self.schedule}[grid]
+        return {"core": self.grid, "design": self.design, "rates": self.rates, "schedule": self.schedule,
+                "control": self.control}[grid]
 
 
-GRIDS = ("core", "design", "rates", "schedule")
+GRIDS = ("core", "design", "rates", "schedule", "control")
 # LoRA ranks per target; q,v (the paper's) also holds r=8, the paper's row.
 DESIGN_LORA_RANKS = {"qv": (1, 4, 8, 16, 64), "qkv": (1, 4, 16, 64), "all": (1, 4, 16, 64)}
 DESIGN_BLOCK_COPIES = (1, 2, 3, 4)
@@ -141,6 +150,20 @@ def schedule_grid(steps: tuple[int, ...] = AXIS_STEPS, full_steps: tuple[int, ..
     return tuple(sorted(points, key=lambda p: -p.steps))
 
 
+# The positive control: runs built to wreck the pre-trained representation, so the book can show how far
+# each probe falls when it is. Full fine-tuning at this multiple of its paper rate, and every block
+# re-initialised before full fine-tuning at the paper rate (what is left: the patch embedding).
+CONTROL_RATE_FACTOR = 30
+
+
+def control_grid(depth: int, factor: float = CONTROL_RATE_FACTOR) -> tuple[GridPoint, ...]:
+    """Full fine-tuning at `factor` times its paper rate, and the `reinit` of all `depth` blocks at the
+    paper rate, both with the paper's full fine-tuning warm-up."""
+    full = _paper_row("full", {})
+    return (dataclasses.replace(full, lr=full.lr * factor),
+            dataclasses.replace(full, method="reinit", hparams={"blocks": depth}))
+
+
 _HALF = (0.5, 0.5, 0.5)
 
 PRESETS: dict[str, Preset] = {
@@ -189,6 +212,9 @@ PRESETS: dict[str, Preset] = {
         rates=rate_grid(),
         schedule=schedule_grid(),
         long_forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1_000, 2_000, 3_000, 5_000, 10_000),
+        instance_probe=InstanceProbe(),
+        full_probe_steps=(0, 1, 2, 5, 10),
+        control=control_grid(get_spec("mini").depth),
     ),
     "smoke": Preset(
         name="smoke",
@@ -216,8 +242,29 @@ PRESETS: dict[str, Preset] = {
         rates=rate_grid((0.005, 0.05)),
         schedule=schedule_grid((6, 12), (24,)),
         long_forgetting_steps=(0, 3, 6, 12, 24),
+        instance_probe=InstanceProbe(images=40, views=4, bank_views=2, curve_images=20),
+        full_probe_steps=(0, 3),
+        control=control_grid(get_spec("micro").depth),
     ),
 }
+
+
+# The far new domain of the CPU study: the mini backbone fine-tuned on many-class glyphs (`vitcf.glyphs`), as
+# DINO is on CIFAR-100; `mini` keeps scikit-learn's digits as the near domain.
+PRESETS["mini-glyphs"] = dataclasses.replace(
+    PRESETS["mini"],
+    name="mini-glyphs",
+    description="the offline CPU study on a far, many-class new domain: the mini ViT pre-trained on "
+    "Fashion-MNIST, fine-tuned on characters rendered from Debian's typefaces (test typefaces unseen)",
+    new_domain="glyphs",
+    steps=1_500,
+    eval_every=100,
+    forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 1_500),
+    full_probe_steps=(1, 2, 5, 10),  # step 0 is the pre-trained network itself: the baseline
+    # A third of the schedule, the schedule, twice it; within the axes' hour on two cores, so no longer run.
+    schedule=schedule_grid((500, 1_500, 3_000), ()),
+    long_forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 1_500, 2_000, 3_000),
+)
 
 
 # The paper's figure covers four more new domains: each has the paper's protocol with that new domain.

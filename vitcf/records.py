@@ -265,13 +265,22 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def _instance_columns(instance: dict | None, k: int) -> dict:
+    """The instance-retrieval probe's columns (NaN for a record made before it existed)."""
+    if instance is None:
+        return {"instance_after": float("nan"), "instance_baseline": float("nan"), "instance_drop": float("nan")}
+    after, base = instance["after"][str(k)], instance["baseline"][str(k)]
+    return {"instance_after": after, "instance_baseline": base, "instance_drop": base - after}
+
+
 def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
     """One row per run record, the columns the book's tables and plots use.
 
     `k` picks the k-NN neighbourhood reported as the pre-training-domain accuracy (DINO's headline
     k is 20); every k is still available in the `knn_<k>` columns. Both probes of the pre-training
     domain are here, each with its drop (baseline - after, points): the k-NN probe (`pretrain_knn`,
-    `drop`) and the linear head fitted on the pre-trained features (`linear_head_after`, `linear_head_drop`).
+    `drop`), the linear head fitted on the pre-trained features (`linear_head_after`, `linear_head_drop`)
+    and the instance-retrieval probe at the same k (`instance_after`, `instance_drop`; NaN where not measured).
     """
     import pandas as pd
 
@@ -293,6 +302,7 @@ def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
             "drop": base[k] - knn[k], "relative_drop": (base[k] - knn[k]) / base[k] if base[k] else 0.0,
             "linear_head_after": head["after"], "linear_head_baseline": head["baseline"],
             "linear_head_drop": head["baseline"] - head["after"],
+            **_instance_columns(metrics.get("instance"), k),
             "selection": record["config"]["selection"],
             "train_seconds": record["timings"]["train_seconds"],
             "images_per_second": record["timings"]["images_per_second"],

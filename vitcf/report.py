@@ -283,10 +283,11 @@ def recipe_table(card: dict) -> pd.DataFrame | None:
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: mean over seeds (± standard deviation where there are several).
 
-    Both probes of the pre-training domain side by side, each as its accuracy after fine-tuning
-    and its drop from the pre-trained backbone: the k-NN probe (the paper's), then the linear head.
+    Every probe of the pre-training domain side by side, each as its accuracy after fine-tuning and
+    its drop from the pre-trained backbone: the k-NN probe (the paper's), the linear head, and the
+    instance-retrieval probe where the records carry it.
     """
-    from .plots import label_summary
+    from .plots import INSTANCE, label_summary, measured
 
     summary = label_summary(frame).set_index("label")
     grouped = frame.groupby("label")
@@ -296,7 +297,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         return [f"{mean[label]:.2f}" + (f" ± {std[label]:.2f}" if summary.loc[label, "n"] > 1 else "")
                 for label in summary.index]
 
-    return pd.DataFrame({
+    columns = {
         "family": summary["family"],
         "trainable params": [f"{n:,}" for n in summary["trainable_params"]],
         "seeds": summary["n"],
@@ -305,7 +306,11 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         "k-NN drop (points)": cell("drop"),
         "linear-head probe (%)": cell("linear_head_after"),
         "linear-head drop (points)": cell("linear_head_drop"),
-    }, index=pd.Index(summary.index, name="method"))
+    }
+    if measured(frame, INSTANCE):
+        columns |= {f"instance retrieval (%), k={HEADLINE_K}": cell(INSTANCE.accuracy),
+                    "instance drop (points)": cell(INSTANCE.drop)}
+    return pd.DataFrame(columns, index=pd.Index(summary.index, name="method"))
 
 
 DESIGN_COLUMNS = {"lr": "learning rate", "trainable_params": "trainable params",
@@ -377,6 +382,27 @@ def timing_summary(study: Study) -> str:
     return (f"The {len(study.runs)} recorded runs took {seconds:,.0f} s ({seconds / 3600:.2f} h) in all, "
             f"{seconds / seeds:,.0f} s per seed, on {'; '.join(hardware)}. The baseline probe, computed once per "
             f"results folder, comes on top.")
+
+
+def protocol_note(spec) -> str:
+    """One Markdown paragraph: the protocol of a CPU preset, from the preset itself."""
+    text = (f"Preset `{spec.name}`: {spec.description}. Backbone `{spec.backbone}` at {spec.img_size}x{spec.img_size} "
+            f"pixels; {spec.steps:,} SGD steps at batch {spec.batch_size} with each configuration's learning rate "
+            f"from the paper's grid; checkpoint selection every {spec.eval_every} steps on a held-out "
+            f"{spec.holdout_fraction:.0%} of the training split; k-NN bank of {spec.knn_bank or 'all'} training "
+            f"images and {spec.knn_queries or 'all'} test queries of `{spec.pretrain_domain}`, k in "
+            f"{', '.join(map(str, spec.knn_ks))}")
+    if spec.instance_probe is not None:
+        probe = spec.instance_probe
+        text += (f"; instance retrieval on {probe.images:,} test images x {probe.views} seeded views "
+                 f"({probe.bank_views} in the bank, {probe.views - probe.bank_views} as queries; rotation "
+                 f"±{probe.rotation:g}°, scale {probe.scale[0]}-{probe.scale[1]}, shift ±{probe.shift:.0%})")
+    return text + "."
+
+
+def with_control(frame: pd.DataFrame, control: pd.DataFrame | None) -> pd.DataFrame:
+    """The core grid's frame with the positive control's rows after it (family "control")."""
+    return frame if control is None or control.empty else pd.concat([frame, control], ignore_index=True)
 
 
 def shown(study: Study, view):

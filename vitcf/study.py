@@ -22,6 +22,7 @@ from . import records
 from .backbones import create_backbone, get_spec, pretrained_weights_path
 from .checkpoints import CheckpointError, load_into, read_metadata, read_state_dict, save_state_dict, save_tensors, sha256
 from .data import ImageSet, batches, check_imagenet, holdout_split, imagenet_batches, load_dataset
+from .retrieval import first_instances, instance_views
 from .drift import drift
 from .evaluate import (
     accuracy,
@@ -50,9 +51,16 @@ class Probe:
     bank: ImageSet | None  # None: streamed from an ImageNet folder
     queries: ImageSet | None
     imagenet_root: Path | None = None
+    instances: tuple[ImageSet, ImageSet] | None = None  # the instance-retrieval probe's (bank, queries)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return ("bank", "queries") + (("instance_bank", "instance_queries") if self.instances else ())
 
     def batches(self, part: str):
         size = self.preset.eval_batch_size
+        if part.startswith("instance_"):
+            return batches(self.instances[part == "instance_queries"], size, shuffle=False)
         if self.imagenet_root is not None:
             split, limit = ("train", self.preset.knn_bank) if part == "bank" else ("val", self.preset.knn_queries)
             return imagenet_batches(self.imagenet_root, split, size, limit=limit)
@@ -63,7 +71,7 @@ class Probe:
         transform = input_transform(spec.img_size, self.preset.knn_mean, self.preset.knn_std, spec.in_chans)
         return {
             part: extract_features(model, self.batches(part), transform, device=device, progress=progress)
-            for part in ("bank", "queries")
+            for part in self.parts
         }
 
     def smaller(self, bank: int, queries: int) -> Probe:
@@ -71,7 +79,11 @@ class Probe:
         if self.imagenet_root is not None:
             raise ValueError("a smaller curve probe needs an in-memory pre-training domain; the ImageNet probe "
                              "streams from a folder (set the preset's curve_probe to None)")
-        return Probe(self.preset, _first(self.bank, bank), _first(self.queries, queries))
+        instances = None
+        if self.instances is not None:
+            count = self.preset.instance_probe.curve_images
+            instances = (first_instances(self.instances[0], count), first_instances(self.instances[1], count))
+        return Probe(self.preset, _first(self.bank, bank), _first(self.queries, queries), instances=instances)
 
 
 def _first(ds: ImageSet, size: int) -> ImageSet:
@@ -89,17 +101,20 @@ def _subset(ds: ImageSet, size: int | None) -> ImageSet:
 def make_probe(preset: Preset) -> Probe:
     if preset.pretrain_domain == "imagenet":
         return Probe(preset, None, None, imagenet_root=check_imagenet(None))
+    test = load_dataset(preset.pretrain_domain, "test")
+    instances = None if preset.instance_probe is None else instance_views(test, preset.instance_probe)
     return Probe(
         preset,
         _subset(load_dataset(preset.pretrain_domain, "train"), preset.knn_bank),
-        _subset(load_dataset(preset.pretrain_domain, "test"), preset.knn_queries),
+        _subset(test, preset.knn_queries),
+        instances=instances,
     )
 
 
-def knn_scores(feats: dict, ks: tuple[int, ...], device: torch.device) -> dict[int, float]:
-    """k-NN accuracy of the queries against the bank, on the run's device (an ImageNet bank of
-    1.28 M x 768 features is 3.9 GB: on a GPU, in chunks of 256 queries)."""
-    (bank, bank_labels), (queries, query_labels) = feats["bank"], feats["queries"]
+def knn_scores(feats: dict, ks: tuple[int, ...], device: torch.device, prefix: str = "") -> dict[int, float]:
+    """k-NN accuracy of the queries against the bank (`prefix` "instance_": the instance probe's), on the
+    run's device (an ImageNet bank of 1.28 M x 768 features is 3.9 GB: on a GPU, in chunks of 256 queries)."""
+    (bank, bank_labels), (queries, query_labels) = feats[prefix + "bank"], feats[prefix + "queries"]
     chunk = 256 if device.type == "cuda" else 1024
     return knn_accuracy(bank.to(device), bank_labels.to(device), queries.to(device), query_labels.to(device),
                         ks=ks, chunk_size=chunk)
@@ -107,10 +122,47 @@ def knn_scores(feats: dict, ks: tuple[int, ...], device: torch.device) -> dict[i
 
 def probe_scores(probe: Probe, model, head: torch.nn.Linear | None, device, progress) -> dict:
     feats = probe.features(model, device, progress)
-    scores = {"knn": knn_scores(feats, probe.preset.knn_ks, device)}
+    return scores_of(feats, probe.preset, head, device)
+
+
+def scores_of(feats: dict, preset: Preset, head: torch.nn.Linear | None, device) -> dict:
+    """Every probe's score from extracted features: class-level k-NN, linear head, instance retrieval."""
+    scores = {"knn": knn_scores(feats, preset.knn_ks, device)}
     if head is not None:
         scores["linear_head"] = linear_head_accuracy(head, *feats["queries"])
+    if "instance_bank" in feats:
+        scores["instance"] = knn_scores(feats, preset.knn_ks, device, prefix="instance_")
     return scores
+
+
+def pixel_features(probe: Probe) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Raw pixels as features: each image at the backbone's input size and the probe's normalisation,
+    flattened and L2-normalised (the same cosine geometry as the CLS features)."""
+    spec = get_spec(probe.preset.backbone)
+    transform = input_transform(spec.img_size, probe.preset.knn_mean, probe.preset.knn_std, spec.in_chans)
+    out = {}
+    for part in probe.parts:
+        pairs = [(transform(x).flatten(1), y) for x, y in probe.batches(part)]
+        out[part] = (torch.nn.functional.normalize(torch.cat([p for p, _ in pairs]), dim=1),
+                     torch.cat([y for _, y in pairs]))
+    return out
+
+
+def reference_levels(preset: Preset, probe: Probe, device, progress) -> dict:
+    """Every probe on raw pixels and on a random-init network of the backbone's architecture, measured on
+    the baseline's bank and queries: how low each probe can fall. The linear head is fitted on each
+    representation's own bank features, as the baseline's is."""
+    if probe.imagenet_root is not None:  # a pixel probe of the whole ImageNet folder is not worth its cost
+        return {}
+    random_init = build_model(preset, {"path": None}, num_classes=0, seed=PROBE_SEED).to(device)
+    levels = {}
+    for name, feats in (("raw_pixels", pixel_features(probe)),
+                        ("random_init", probe.features(random_init, device, progress))):
+        bank_features, bank_labels = feats["bank"]
+        head = fit_linear_head(bank_features, bank_labels, int(bank_labels.max()) + 1,
+                               weight_decay=LINEAR_HEAD_DECAY, seed=PROBE_SEED)
+        levels[name] = scores_of(feats, preset, head, device)
+    return levels
 
 
 def weights_source(preset: Preset, checkpoint: str | Path | None) -> dict:
@@ -152,8 +204,11 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
         "bank_size": len(bank_labels),
         "query_size": len(feats["queries"][1]),
         "classes": None if probe.bank is None else list(probe.bank.classes),
-        "knn": knn_scores(feats, preset.knn_ks, device),
-        "linear_head": linear_head_accuracy(head, *feats["queries"]),
+        **scores_of(feats, preset, head, device),
+        "instance_probe": (None if probe.instances is None else
+                           {"bank_size": len(probe.instances[0]), "query_size": len(probe.instances[1]),
+                            "source": f"{preset.pretrain_domain} test split"}),
+        "levels": reference_levels(preset, probe, device, progress),
         "seconds": time.perf_counter() - started,
         "environment": records.environment(device),
     }
@@ -298,6 +353,7 @@ class Trained:
     selection: str
     started: float
     source: str = "fine-tuned"  # or where the fine-tuned weights were loaded from
+    full_over_steps: list[dict] = dataclasses.field(default_factory=list)  # the full probe at full_probe_steps
 
 
 @dataclass
@@ -335,20 +391,23 @@ def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
     started = time.perf_counter()
     preset, device = plan.preset, plan.device
     prep = _prepare(plan, progress)
-    over_steps = []
+    over_steps, full_over_steps = [], []
     probe = prep.probe
     curve = probe.smaller(*preset.curve_probe) if preset.curve_probe and plan.forgetting_steps else probe
+    full_steps = set(preset.full_probe_steps) & set(plan.forgetting_steps) if curve is not probe else set()
 
-    def probe_at(step, model):  # both probes: the k-NN and the linear head fitted on the pre-trained features
+    def probe_at(step, model):  # every probe: k-NN, instance retrieval, the linear head of the pre-trained features
         if step in plan.forgetting_steps:
             over_steps.append({"step": step, **probe_scores(curve, model, prep.head, device, False)})
+        if step in full_steps:
+            full_over_steps.append({"step": step, **probe_scores(probe, model, prep.head, device, False)})
 
     result = finetune(
         prep.model, prep.fit_set, prep.selection_set, plan.train,
         device=device, generator=torch.Generator().manual_seed(plan.seed), progress=progress, on_step=probe_at,
     )
     return Trained(prep.model, result, probe, prep.head, prep.base, prep.new_test, prep.trainable, over_steps,
-                   prep.selection, started)
+                   prep.selection, started, full_over_steps=full_over_steps)
 
 
 # --- the fine-tuned weights, kept for the analyses ----------------------------------------------
@@ -462,6 +521,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
             "forgetting_steps": list(plan.forgetting_steps),
             "curve_probe": (None if preset.curve_probe is None
                             else {"bank": preset.curve_probe[0], "queries": preset.curve_probe[1]}),
+            "new_domain_data": domain_provenance(preset.new_domain),
         },
         "metrics": {
             "new_domain_accuracy": test_accuracy,
@@ -471,7 +531,9 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
             "knn_baseline": knn_base,
             "forgetting": forgetting(knn_base, after["knn"]),
             "linear_head": {"baseline": base["linear_head"], "after": after["linear_head"]},
+            **({"instance": {"baseline": base["instance"], "after": after["instance"]}} if "instance" in after else {}),
             "knn_over_steps": over_steps,
+            "full_probe_over_steps": trained.full_over_steps,
             "drift": cka,
         },
         "timings": {
@@ -486,6 +548,16 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
     }
     records.write_json(plan.path, record)
     return record
+
+
+def domain_provenance(name: str) -> dict | None:
+    """How a generated new domain was made (the glyphs: settings, font packages, sha256); None for a
+    dataset read from files."""
+    if name != "glyphs":
+        return None
+    from .glyphs import cached_domain
+
+    return cached_domain().provenance()
 
 
 def _thin(history: list[dict]) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from .base import Method, check_int, classifier, register, train_only
@@ -88,3 +89,39 @@ class Surgical(Method):
         if self.block >= depth:
             raise ValueError(f"surgical: block={self.block} is not a block of this model; allowed: 0..{depth - 1}")
         return train_only(model, model.blocks[self.block], classifier(model))
+
+
+@register
+@dataclass(frozen=True)
+class Reinit(Method):
+    """The positive control, not a fine-tuning method: the top `blocks` transformer blocks are
+    re-initialised (timm's ViT initialisation, from the run's seed), then every parameter trains as in
+    full fine-tuning. With every block re-initialised, the backbone keeps only its patch embedding of
+    pre-training: it shows how low a probe falls when what pre-training taught is gone."""
+
+    name = "reinit"
+    family = "control"
+    blocks: int = 12
+
+    def __post_init__(self):
+        check_int(self.name, "blocks", self.blocks, minimum=1)
+
+    @property
+    def label(self) -> str:
+        return f"Re-init {self.blocks} blocks"
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        depth = len(model.blocks)
+        if self.blocks > depth:
+            raise ValueError(f"reinit: blocks={self.blocks} exceeds the model's depth; allowed: 1..{depth}")
+        classifier(model)
+        with torch.no_grad():
+            for block in model.blocks[depth - self.blocks:]:
+                for module in block.modules():
+                    if isinstance(module, nn.Linear):
+                        nn.init.trunc_normal_(module.weight, std=0.02)
+                        if module.bias is not None:
+                            nn.init.zeros_(module.bias)
+                    elif isinstance(module, nn.LayerNorm):
+                        module.reset_parameters()
+        return model.requires_grad_(True)
