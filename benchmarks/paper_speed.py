@@ -1,4 +1,4 @@
-"""The paper preset's speed on one GPU, measured beside a rebuilt reference pipeline (issue 6).
+"""The paper preset's speed on one GPU, measured beside a rebuilt reference pipeline.
 
     python benchmarks/paper_speed.py [--methods full,top3,...] [--compile] [--skip-reference]
                                      [--steps 50] [--warmup-steps 10] [--out FILE]
@@ -69,7 +69,7 @@ from vitcf.train import TrainConfig, finetune, input_transform, train_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# The methods this benchmark can time, by the name --methods takes (the issue's set, in table order).
+# The methods this benchmark can time, by the name --methods takes (the paper's rows, in table order).
 METHODS: dict[str, tuple[str, dict]] = {
     "full": ("full", {}),
     "top3": ("top_k", {"k": 3}),
@@ -88,7 +88,7 @@ IMAGENET_VAL = 50_000
 IMAGENETTE_TRAIN = 9_469  # the paper-lite probe: Imagenette v2 (320 px), train and val splits
 IMAGENETTE_VAL = 3_925
 
-# The issue's targets.
+# The speed targets.
 MFU_TARGET = 0.40
 REFERENCE_SPEEDUP_TARGET = 4.0
 EVAL_TARGET = 5_000  # images/s, decode included

@@ -1,4 +1,4 @@
-"""The axes page's numbers: frames, verdicts and charts of the rate and schedule axes, on both probes."""
+"""The axes page's numbers: frames, verdicts and charts of the rate and schedule axes, on every probe."""
 
 import json
 
@@ -12,15 +12,17 @@ FAMILIES = {"Full": ("full", "standard", {}), "Top-3": ("top_k", "standard", {"k
             "Block exp. p=2": ("block_expansion", "block expansion", {"p": 2})}
 
 
-def record(label, lr, new, knn, head, *, steps=6, seed=0, curve=None):
-    """A minimal run record of the smoke preset: what records_frame and the axes read."""
+def record(label, lr, new, knn, head, *, steps=6, seed=0, curve=None, instance=None):
+    """A minimal run record of the smoke preset: what records_frame and the axes read (the instance
+    probe's accuracy after fine-tuning where `instance` is given, against a baseline of 30)."""
     method, family, hparams = FAMILIES[label]
+    probe = {"instance": {"baseline": {"20": 30.0}, "after": {"20": instance}}} if instance is not None else {}
     return {
         "run": f"{method}_{lr}_{steps}_seed{seed}", "preset": "smoke", "method": method, "family": family,
         "label": label, "hparams": hparams, "seed": seed, "trainable_params": 1000,
         "config": {"selection": "held-out", "train": {"lr": lr, "steps": steps}},
         "metrics": {"new_domain_accuracy": new, "knn": {"20": knn}, "knn_baseline": {"20": 80.0},
-                    "linear_head": {"baseline": 78.0, "after": head}, "knn_over_steps": curve or []},
+                    "linear_head": {"baseline": 78.0, "after": head}, "knn_over_steps": curve or [], **probe},
         "timings": {"train_seconds": 1.0, "images_per_second": 1.0},
     }
 
@@ -87,7 +89,7 @@ def test_the_linear_head_claims_read_the_linear_head(rates):
 
 def test_the_learning_note_names_each_family_s_best_rate(rates):
     note = axes.learning_note(rates)
-    assert "**LoRA r=8** learnt most at 0.05 (88.50% on the new domain, drops 3.50 k-NN and 27.50 linear-head" in note
+    assert "**LoRA r=8** learnt most at 0.05 (88.50% on the new domain, drops in points: 3.50 k-NN, 27.50 linear-head)" in note
     assert "at the paper's 0.005 it reached 60.50%" in note and "spans 28.00 points" in note
 
 
@@ -100,6 +102,29 @@ def test_the_rate_chart_has_the_slider_both_probes_and_the_bars_view(rates):
     values = next(iter(spec["datasets"].values()))
     assert {row["probe"] for row in values} == {"k-NN", "linear head"}
     assert {row["rate_index"] for row in values} == {0, 1}
+    assert [c["width"] for c in spec["vconcat"][0]["hconcat"]] == [250, 250]  # fits the book's column
+
+
+def test_records_with_the_instance_probe_get_its_panels_bars_columns_and_words():
+    runs = [record(label, lr, 50 + i, 79 - i, 70 - i, seed=seed, instance=30 - 2 * i)
+            for i, label in enumerate(FAMILIES) for lr in (0.005, 0.05) for seed in (0, 1)]
+    frame = axes.axes_frame(runs, get_preset("smoke"))
+    assert [p.name for p in axes.probes(frame)] == ["k-NN", "linear head", "instance retrieval"]
+    assert [p.name for p in axes.probes(axes.axes_frame(rate_records(), get_preset("smoke")))] == ["k-NN", "linear head"]
+    spec = axes.rate_chart(frame).to_dict()
+    top, _, bars = spec["vconcat"]
+    assert [c["title"] for c in top["hconcat"]] == ["k-NN probe", "linear head probe", "instance retrieval probe"]
+    assert [c["width"] for c in top["hconcat"]] == [160] * 3  # three panels still fit the book's column
+    assert [c["name"] for c in bars["hconcat"]] == ["at_rate_learnt", "at_rate_knn", "at_rate_linear_head",
+                                                    "at_rate_instance_retrieval"]
+    table = axes.runs_table(frame)
+    full = table[table["method"] == "Full"].iloc[0]
+    assert (full["instance retrieval (%)"], full["instance-retrieval drop"]) == (30.0, 0.0)
+    top3 = table[table["method"] == "Top-3"].iloc[0]
+    assert top3["instance-retrieval drop"] == 2.0
+    assert "drops in points: 1.00 k-NN, 8.00 linear-head, 0.00 instance-retrieval)" in axes.learning_note(frame)
+    claims = axes.claims_by_rate(frame)
+    assert {probe for probe, _ in claims.columns} == {"k-NN", "linear head", "instance retrieval"}
 
 
 def curve(head: bool, drops: dict):
@@ -151,6 +176,9 @@ def test_the_probes_note_and_the_grids_note_come_from_the_data(rates):
 
 def test_the_budget_note_reads_the_benchmark_record(tmp_path):
     assert "not measured in this checkout yet" in axes.budget_note(tmp_path)
+    assert "`python benchmarks/book_budget.py --job glyphs-axes` measures it" in axes.budget_note(tmp_path, "mini-glyphs")
+    with pytest.raises(ValueError, match="no axes job for preset 'paper'; allowed: mini, mini-glyphs"):
+        axes.budget_note(tmp_path, "paper")
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "benchmarks" / "results" / "axes_budget.json").write_text(json.dumps({
         "steps": [{"step": "mini schedule axis", "seconds": 1200.4}, {"step": "mini rate axis", "seconds": 900}],

@@ -115,8 +115,9 @@ def test_the_axes_page_rate_and_length_sliders_redraw(mini_book):
         for index in reversed(range(int(rate.get_attribute("max")) + 1)):  # every rate of the grid
             with redrawn(page, rate_chart):
                 rate.evaluate(MOVE_SLIDER, str(index))
-            bars = rate_chart.evaluate(marks, "at_rate_linear_head") + rate_chart.evaluate(marks, "at_rate_knn")
-            assert len(bars) == 2 * len(axes.LABELS), index  # one bar per family and probe
+            bars = [bar for view in ("at_rate_knn", "at_rate_linear_head", "at_rate_instance_retrieval")
+                    for bar in rate_chart.evaluate(marks, view)]
+            assert len(bars) == 3 * len(axes.LABELS), index  # one bar per family and probe
             seen.append(tuple(bars))
         assert len(set(seen)) == len(seen)  # each rate draws its own bars
 
@@ -125,7 +126,8 @@ def test_the_axes_page_rate_and_length_sliders_redraw(mini_book):
         for index in reversed(range(int(length.get_attribute("max")) + 1)):  # from the longest: it starts at 0
             with redrawn(page, length_chart):
                 length.evaluate(MOVE_SLIDER, str(index))
-            drawn = length_chart.evaluate(marks, "curve_linear_head"), length_chart.evaluate(marks, "at_length_knn")
-            assert drawn[0] and drawn[1], index  # the linear head's curves and the picked length's rule
+            drawn = (length_chart.evaluate(marks, "curve_instance_retrieval"),
+                     length_chart.evaluate(marks, "at_length_knn"))
+            assert drawn[0] and drawn[1], index  # the instance probe's curves and the picked length's rule
             curves.append(drawn)
         assert len({c[0][0] for c in curves}) == len(curves) and len({c[1][0] for c in curves}) == len(curves)

@@ -139,7 +139,7 @@ def test_chart_has_the_slider_the_family_selector_a_log_size_and_the_score(frame
     assert w["bind"] | {"name": None} == {"input": "range", "min": 0, "max": 1, "step": 0.05, "name": None}
     family = params[plots.FAMILY_PARAM]
     assert family["select"] == {"type": "point", "fields": ["family"]}
-    assert family["bind"]["input"] == "select" and family["bind"]["options"] == [None, *plots.FAMILIES]
+    assert family["bind"]["input"] == "select" and family["bind"]["options"] == [None, *plots.FAMILIES[:3]]  # those drawn
     nodes = list(dicts(spec))
     sizes = [n["size"] for n in nodes if isinstance(n.get("size"), dict) and "field" in n["size"]]
     assert sizes and all(s["field"] == "trainable_params" and s["scale"]["type"] == "log" for s in sizes)
@@ -375,7 +375,8 @@ def test_records_frame_has_both_probes_drops(frame):
     summary = plots.label_summary(frame).set_index("label")
     assert summary.loc["Full", "linear_head_drop"] == pytest.approx(HEAD_BASELINE - 22.0)  # mean over two seeds
     assert (summary.loc["Full", "linear_head_after_min"], summary.loc["Full", "linear_head_after_max"]) == (20.0, 24.0)
-    assert plots.probes_of(frame) == plots.PROBES
+    assert plots.probes_of(frame) == (plots.KNN, plots.HEAD)  # these records predate the instance probe
+    assert plots.probes_of(frame.assign(instance_after=30.0, instance_baseline=31.0, instance_drop=1.0)) == plots.PROBES
     paper = report.paper_chart_frame()
     assert plots.probes_of(paper) == (plots.KNN,) and "linear_head_after" not in plots.label_summary(paper)
 

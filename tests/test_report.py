@@ -187,8 +187,10 @@ def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypat
     assert table.loc["LoRA r=8", "trainable params"] == f"{lora['trainable_params']:,}"
     assert table.loc["Linear", "k-NN drop (points)"] == "0.00 ± 0.00"  # a frozen backbone cannot forget
     assert table.loc["Linear", "linear-head drop (points)"] == "0.00 ± 0.00"  # by either probe
+    assert table.loc["Linear", "instance drop (points)"] == "0.00 ± 0.00"  # the instance probe too
     assert list(table.columns[3:]) == ["new domain (%)", "k-NN probe (%), k=20", "k-NN drop (points)",
-                                       "linear-head probe (%)", "linear-head drop (points)"]
+                                       "linear-head probe (%)", "linear-head drop (points)",
+                                       "instance retrieval (%), k=20", "instance drop (points)"]
     head = frame[frame["label"] == "LoRA r=8"].iloc[0]
     assert table.loc["LoRA r=8", "linear-head drop (points)"] == (
         f"{head['linear_head_baseline'] - head['linear_head_after']:.2f}")
@@ -427,3 +429,11 @@ def test_our_claims_are_tested_by_both_probes():
                          "out as in the paper, and these do not: *Every block expansion forgets less than every LoRA* "
                          "(holds in the paper, does not hold in ours: linear-head drops: block expansion 30.00 to "
                          "30.00 points, LoRA 5.00 to 5.00).")
+    # records that carry the instance probe get its verdicts too, and the note speaks of it
+    instance = {"Full": 5.0, "Linear": 30.0, "LoRA r=8": 29.0, "Block exp. p=1": 28.0}
+    with_instance = ours.assign(instance_baseline=30.0, instance_after=ours["label"].map(instance))
+    with_instance["instance_drop"] = 30.0 - with_instance["instance_after"]
+    table = findings.claims_table(report.paper_chart_frame(), with_instance)
+    assert list(table.columns[-2:]) == [findings.OURS_INSTANCE, "our numbers, instance retrieval"]
+    assert table.loc[blocks, findings.OURS_INSTANCE] == "does not hold"  # block expansion 2.00 > LoRA 1.00
+    assert "no instance-retrieval probe" in findings.agreement_note(report.paper_chart_frame(), with_instance)

@@ -1,4 +1,4 @@
-"""What the comparison depends on: the learning rate and the schedule length as axes, on both probes.
+"""What the comparison depends on: the learning rate and the schedule length as axes, on every probe.
 
 The paper gives each row one learning rate (full, top-3, linear and LoRA r=8 at 0.005, LoRA r=4 and
 r=16 and block expansion at 0.05) and one schedule (10,000 steps). Two grids of the preset vary
@@ -6,8 +6,9 @@ them (`vitcf.presets.rate_grid`, `schedule_grid`): five method families on one c
 and the same families at their paper rates for longer schedules, probed during training. This
 module turns their records into the frames, charts and sentences of the axes page.
 
-Every drop is shown for both probes of the pre-training domain: the k-NN probe (the paper's) and
-the linear head fitted on the pre-trained features and applied, frozen, after fine-tuning.
+Every drop is shown for each probe of the pre-training domain the records carry: the k-NN probe (the
+paper's), the linear head fitted on the pre-trained features and applied, frozen, after fine-tuning,
+and the instance-retrieval probe (records made before it have the first two only).
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ import pandas as pd
 
 from .findings import CURVE_COLUMNS, NOT_A_PROBE, claims, verdict
 from .methods import make_method
-from .plots import BACKGROUND, HEAD, KNN, forgetting_curve_frame
-
-# The probes the axes compare: the axis records of the near domain predate the instance-retrieval probe.
-PROBES = (KNN, HEAD)
+from .plots import BACKGROUND, KNN, PANEL_WIDTH, PROBES, Probe, forgetting_curve_frame, measured
 from .presets import AXIS_FAMILIES, Preset
 from .records import read_json, records_frame
 from .report import REPO
@@ -32,7 +30,9 @@ RATE_PARAM = "rate_pick"
 LENGTH_PARAM = "length_pick"
 LABELS = tuple(make_method(method, **hparams).label for method, hparams in AXIS_FAMILIES)
 LABEL_COLOURS = alt.Scale(domain=list(LABELS), range=["#1f3b73", "#4c78a8", "#9ecae9", "#f58518", "#54a24b"])
-WIDTH = 260
+SMALL_WIDTH = {1: 200, 2: 150, 3: 112}  # the small panels below the big ones, by the number of probes
+# The make target of each preset's axes (its wall time: benchmarks/results/<job>_budget.json).
+AXES_JOB = {"mini": "axes", "mini-glyphs": "glyphs-axes"}
 
 
 def axes_frame(runs: list[dict], preset: Preset, k: int = 20) -> pd.DataFrame:
@@ -51,9 +51,14 @@ def axes_frame(runs: list[dict], preset: Preset, k: int = 20) -> pd.DataFrame:
                                     for lr, label in zip(frame["lr"], frame["label"])])
 
 
+def probes(frame: pd.DataFrame) -> tuple[Probe, ...]:
+    """The probes `frame`'s runs measured (accuracy and drop), in `plots.PROBES` order (the k-NN probe always)."""
+    return (KNN, *(p for p in PROBES[1:] if measured(frame, p, (p.accuracy, p.drop))))
+
+
 def axis_summary(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (label, `by`), `by` being "lr" or "steps"."""
-    columns = ["new_domain_accuracy", *(c for p in PROBES for c in (p.accuracy, p.drop))]
+    columns = ["new_domain_accuracy", *(c for p in probes(frame) for c in (p.accuracy, p.drop))]
     grouped = frame.groupby(["label", "family", by], sort=False)
     summary = grouped[columns].mean().join(grouped[columns].std().add_suffix("_sd")).join(
         grouped.size().rename("seeds")).join(grouped["paper_rate"].first()).reset_index()
@@ -64,14 +69,14 @@ def axis_summary(frame: pd.DataFrame, by: str) -> pd.DataFrame:
 def _long(summary: pd.DataFrame, by: str) -> pd.DataFrame:
     """`summary` with one row per probe: accuracy kept and drop (points) under `probe`."""
     parts = [summary.assign(probe=p.name, kept=summary[p.accuracy], drop_=summary[p.drop],
-                            drop_sd=summary[f"{p.drop}_sd"]) for p in PROBES]
+                            drop_sd=summary[f"{p.drop}_sd"]) for p in probes(summary)]
     return pd.concat(parts, ignore_index=True)[
         ["label", "family", by, "seeds", "paper_rate", "new_domain_accuracy", "new_domain_accuracy_sd", "probe",
          "kept", "drop_", "drop_sd"]].rename(columns={"drop_": "drop"})
 
 
-def _names() -> list[str]:
-    return [p.name for p in PROBES]
+def _names(frame: pd.DataFrame) -> list[str]:
+    return [p.name for p in probes(frame)]
 
 
 def _slug(probe: str) -> str:
@@ -92,6 +97,8 @@ def rate_chart(frame: pd.DataFrame):
     the rate the paper gave that row. Bottom (view `at_rate`): every family at the picked rate.
     """
     rates = sorted(frame["lr"].unique().tolist())
+    names = _names(frame)
+    width, small = PANEL_WIDTH[len(names)], SMALL_WIDTH[len(names)]
     long = _long(axis_summary(frame, "lr"), "lr")
     long = long.assign(rate_index=long["lr"].map(_index_of(rates)))
     pick = alt.param(name=RATE_PARAM, value=rates.index(0.005) if 0.005 in rates else 0, bind=alt.binding_range(
@@ -114,24 +121,24 @@ def rate_chart(frame: pd.DataFrame):
             opacity=alt.condition(f"datum.rate_index == {RATE_PARAM}", alt.value(1.0), alt.value(0.35)))
         rings = base.transform_filter(alt.datum.paper_rate).mark_point(size=420, color="black", strokeWidth=1.2) \
             .encode(x=x, y=y, tooltip=tooltip)
-        return alt.layer(lines, rings, points).properties(width=WIDTH, height=260, title=f"{probe} probe")
+        return alt.layer(lines, rings, points).properties(width=width, height=260, title=f"{probe} probe")
 
     picked = alt.Chart(long).transform_filter(f"datum.rate_index == {RATE_PARAM}")
     bars = alt.hconcat(
         picked.transform_filter(alt.datum.probe == KNN.name).mark_bar().encode(
             x=alt.X("new_domain_accuracy:Q", title="New-domain accuracy (%)"),
             y=alt.Y("label:N", title=None, sort=list(LABELS)), color=colour, tooltip=tooltip,
-        ).properties(width=150, title="learnt", name="at_rate_learnt"),
+        ).properties(width=small, title="learnt", name="at_rate_learnt"),
         *(picked.transform_filter(alt.datum.probe == name).mark_bar().encode(
             x=alt.X("drop:Q", title=f"{name} drop (points)"),
             y=alt.Y("label:N", title=None, sort=list(LABELS), axis=None), color=colour, tooltip=tooltip,
-        ).properties(width=150, title=f"forgotten, {name}", name=f"at_rate_{_slug(name)}") for name in _names()),
+        ).properties(width=small, title=f"forgotten, {name}", name=f"at_rate_{_slug(name)}") for name in names),
     )
     caption = picked.transform_aggregate(lr="max(lr)").transform_calculate(
         text="'every family at learning rate ' + format(datum.lr, '~g')").mark_text(
         align="left", fontSize=13, fontWeight="bold").encode(text="text:N", x=alt.value(0), y=alt.value(0)) \
-        .properties(width=2 * WIDTH, height=10, view=alt.ViewBackground(stroke=None))
-    return alt.vconcat(alt.hconcat(*(panel(name) for name in _names())), caption, bars).add_params(pick) \
+        .properties(width=len(names) * width, height=10, view=alt.ViewBackground(stroke=None))
+    return alt.vconcat(alt.hconcat(*(panel(name) for name in names)), caption, bars).add_params(pick) \
         .properties(background=BACKGROUND)
 
 
@@ -165,6 +172,8 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
     one line per family, the picked length marked (views `at_length_*`).
     """
     lengths = sorted(frame["steps"].unique().tolist())
+    names = [name for name in _names(frame) if name in set(curves["probe"])]
+    width, small = PANEL_WIDTH[len(names)], SMALL_WIDTH[len(names)]
     long = _long(axis_summary(frame, "steps"), "steps")
     long = long.assign(length_index=long["steps"].map(_index_of(lengths)))
     curves = curves.assign(length_index=curves["steps"].map(_index_of(lengths)))
@@ -179,7 +188,7 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
             x=step_x, y=alt.Y("drop:Q", title=f"{probe} drop since step 0 (points)"), color=colour, detail="run:N",
             tooltip=["label:N", "steps:Q", "step:Q", alt.Tooltip("accuracy:Q", format=".2f"),
                      alt.Tooltip("drop:Q", format=".2f")],
-        ).properties(width=WIDTH, height=240, title=f"during training, {probe} probe", name=f"curve_{_slug(probe)}")
+        ).properties(width=width, height=240, title=f"during training, {probe}", name=f"curve_{_slug(probe)}")
 
     length_x = alt.X("steps:Q", title="Schedule length (steps)", scale=alt.Scale(type="log"),
                      axis=alt.Axis(values=lengths, format=","))
@@ -191,15 +200,15 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
     def end_panel(y: alt.Y, probe: str, title: str, name: str) -> alt.LayerChart:
         base = alt.Chart(long).transform_filter(alt.datum.probe == probe)
         line = base.mark_line(point=True).encode(x=length_x, y=y, color=colour, tooltip=tooltip)
-        return alt.layer(line, rule.properties(name=name)).properties(width=170, height=200, title=title)
+        return alt.layer(line, rule.properties(name=name)).properties(width=small, height=200, title=title)
 
     bottom = alt.hconcat(
         end_panel(alt.Y("new_domain_accuracy:Q", title="New-domain accuracy (%)", scale=alt.Scale(zero=False)),
                   KNN.name, "learnt", "at_length_learnt"),
-        *(end_panel(alt.Y("drop:Q", title=f"{name} drop (points)"), name, f"forgotten at the end, {name}",
-                    f"at_length_{_slug(name)}") for name in _names()),
+        *(end_panel(alt.Y("drop:Q", title=f"{name} drop (points)"), name, f"at the end, {name}",
+                    f"at_length_{_slug(name)}") for name in names),
     )
-    top = alt.hconcat(*(curve_panel(name) for name in _names()))
+    top = alt.hconcat(*(curve_panel(name) for name in names))
     return alt.vconcat(top, bottom).add_params(pick).properties(background=BACKGROUND)
 
 
@@ -212,7 +221,7 @@ def claims_by_rate(frame: pd.DataFrame) -> pd.DataFrame:
     settings = {"the paper's rates": frame[frame["paper_rate"]]}
     settings.update({f"all at {lr:g}": frame[frame["lr"] == lr] for lr in sorted(frame["lr"].unique())})
     table = {}
-    for probe in _names():
+    for probe in _names(frame):
         for name, rows in settings.items():
             found = claims(rows, probe) if not rows.empty else []
             table[(probe, name)] = {c["claim"]: verdict(c["holds"]) if c["forgetting"] or probe == KNN.name
@@ -223,8 +232,9 @@ def claims_by_rate(frame: pd.DataFrame) -> pd.DataFrame:
 def rates_note(frame: pd.DataFrame) -> str:
     """Which of the paper's claims survive matched rates and which were the rates speaking (Markdown)."""
     table = claims_by_rate(frame)
+    names = _names(frame)
     lines = []
-    for probe in _names():
+    for probe in names:
         part = table[probe]
         paper, matched = part["the paper's rates"], part.drop(columns="the paper's rates")
         for claim in part.index:
@@ -244,25 +254,29 @@ def rates_note(frame: pd.DataFrame) -> str:
                 reason = "the method decides it, whatever the rate"
             else:
                 reason = "at the paper's rates the rates were speaking, not the methods"
-            about = f"{probe} probe" if table.loc[claim, (_names()[-1], "the paper's rates")] != NOT_A_PROBE \
+            about = f"{probe} probe" if table.loc[claim, (names[-1], "the paper's rates")] != NOT_A_PROBE \
                 else "the new domain alone"
             lines.append(f"- *{claim}* ({about}): {paper[claim]} at the paper's rates; holds {where}: {reason}.")
-    return "\n".join(lines) if lines else "*No rate-axis records yet: `make axes` makes them.*"
+    return "\n".join(lines) if lines else "*No rate-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
 
 
 def learning_note(frame: pd.DataFrame) -> str:
     """Per family: the rate that learnt most, and how much more that cost on each probe (Markdown)."""
     summary = axis_summary(frame, "lr")
+    shown = probes(frame)
+
+    def drops(row) -> str:
+        return ", ".join(f"{row[p.drop]:.2f} {p.adjective}" for p in shown)
+
     lines = []
     for label, rows in summary.groupby("label", sort=False):
         paper = rows[rows["paper_rate"]]
         best = rows.loc[rows["new_domain_accuracy"].idxmax()]
         text = (f"- **{label}** learnt most at {best['lr']:g} ({best['new_domain_accuracy']:.2f}% on the new domain, "
-                f"drops {best['drop']:.2f} k-NN and {best['linear_head_drop']:.2f} linear-head points)")
+                f"drops in points: {drops(best)})")
         if not paper.empty:
             p = paper.iloc[0]
-            text += (f"; at the paper's {p['lr']:g} it reached {p['new_domain_accuracy']:.2f}% (drops "
-                     f"{p['drop']:.2f} and {p['linear_head_drop']:.2f})")
+            text += f"; at the paper's {p['lr']:g} it reached {p['new_domain_accuracy']:.2f}% (drops {drops(p)})"
         span = rows["new_domain_accuracy"].max() - rows["new_domain_accuracy"].min()
         lines.append(text + f". Across the {len(rows)} rates its new-domain accuracy spans {span:.2f} points.")
     return "\n".join(lines)
@@ -276,12 +290,12 @@ def schedule_note(frame: pd.DataFrame, noise: pd.DataFrame | None = None) -> str
     sd = {}
     if noise is not None and not noise.empty:
         at_paper = axis_summary(noise[noise["paper_rate"]], "lr")
-        sd = {(row["label"], p.name): row[f"{p.drop}_sd"] for _, row in at_paper.iterrows() for p in PROBES}
+        sd = {(row["label"], p.name): row[f"{p.drop}_sd"] for _, row in at_paper.iterrows() for p in probes(at_paper)}
     lines = []
     for label, rows in summary.groupby("label", sort=False):
         rows = rows.sort_values("steps")
         parts = []
-        for probe in PROBES:
+        for probe in probes(summary):
             values = ", ".join(f"{d:.2f}" for d in rows[probe.drop])
             text = f"{probe.name} drop {values} points"
             if len(rows) >= 2:
@@ -297,18 +311,18 @@ def schedule_note(frame: pd.DataFrame, noise: pd.DataFrame | None = None) -> str
             parts.append(text)
         steps = ", ".join(f"{n:,}" for n in rows["steps"])
         lines.append(f"- **{label}** at {steps} steps: " + "; ".join(parts) + ".")
-    return "\n".join(lines) if lines else "*No schedule-axis records yet: `make axes` makes them.*"
+    return "\n".join(lines) if lines else "*No schedule-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
 
 
 def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Every run of the axes, one row each: nothing averaged away."""
-    table = frame[["label", "lr", "steps", "seed", "new_domain_accuracy", "pretrain_knn", "drop",
-                   "linear_head_after", "linear_head_drop", "run"]].rename(columns={
-        "label": "method", "lr": "learning rate", "new_domain_accuracy": "new domain (%)",
-        "pretrain_knn": "k-NN (%)", "drop": "k-NN drop", "linear_head_after": "linear head (%)",
-        "linear_head_drop": "linear-head drop", "run": "record"})
+    names = {"new_domain_accuracy": "new domain (%)"}
+    for p in probes(frame):
+        names |= {p.accuracy: f"{p.name} (%)", p.drop: f"{p.adjective} drop"}
+    table = frame[["label", "lr", "steps", "seed", *names, "run"]].rename(columns={
+        "label": "method", "lr": "learning rate", "run": "record", **names})
     order = table["method"].map(_index_of(LABELS))
-    numbers = ["new domain (%)", "k-NN (%)", "k-NN drop", "linear head (%)", "linear-head drop"]
+    numbers = list(names.values())
     return table.assign(_o=order).sort_values(["_o", "steps", "learning rate", "seed"]).drop(columns="_o") \
         .reset_index(drop=True).round({column: 2 for column in numbers})
 
@@ -337,17 +351,21 @@ def probe_gap_note(frame: pd.DataFrame) -> str:
     return text + "."
 
 
-def budget_note(root: Path = REPO) -> str:
-    """The measured wall time of `make axes` (benchmarks/results/axes_budget.json), as a sentence."""
-    path = root / "benchmarks" / "results" / "axes_budget.json"
+def budget_note(root: Path = REPO, preset: str = "mini") -> str:
+    """The measured wall time of `preset`'s axes (`make axes` for mini, `make glyphs-axes` for mini-glyphs:
+    benchmarks/results/<job>_budget.json), as a sentence."""
+    if preset not in AXES_JOB:
+        raise ValueError(f"no axes job for preset {preset!r}; allowed: {', '.join(AXES_JOB)}")
+    job = AXES_JOB[preset]
+    path = root / "benchmarks" / "results" / f"{job}_budget.json"
     record = read_json(path) if path.is_file() else None
     if not record:
-        return ("The time of `make axes` is not measured in this checkout yet: "
-                "`python benchmarks/book_budget.py --job axes` measures it.")
+        return (f"The time of `make {job}` is not measured in this checkout yet: "
+                f"`python benchmarks/book_budget.py --job {job}` measures it.")
     steps = "; ".join(f"{step['step']} {step['seconds']:.0f} s" for step in record["steps"])
     runs = record.get("axis_runs", {})
     before = len(runs.get("recorded_before", []))
-    return (f"`make axes` took {record['total_seconds'] / 60:.1f} min on {record['environment']['hardware']} "
+    return (f"`make {job}` took {record['total_seconds'] / 60:.1f} min on {record['environment']['hardware']} "
             f"({steps}), against a target of {record['target_seconds'] / 60:.0f} min: "
             f"{'met' if record['within_target'] else 'NOT met'}. It planned {runs.get('planned', '?')} runs, of which "
             f"{before} were recorded before it started (`{record['command']}`).")

@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         "arguments are checked before any compute; a run whose record exists is skipped.",
     )
     run.add_argument("--preset", required=True, help=PRESET_HELP)
-    run.add_argument("--method", required=True, help=", ".join(METHODS) + " (the last is the positive control)")
+    run.add_argument("--method", required=True, help=", ".join(f"{name} (the positive control)" if cls.family == "control" else name
+                                                          for name, cls in METHODS.items()))
     for name, kind in HPARAM_OPTIONS.items():
         run.add_argument(f"--{name}", type=kind, default=None, help=f"method hyperparameter {name}")
     run.add_argument("--seed", type=int, default=0)

@@ -108,9 +108,12 @@ def domains_table(far: pd.DataFrame, near: pd.DataFrame) -> pd.DataFrame:
     frame = domains_frame(far, near)
     order = list(dict.fromkeys(frame["label"]))
     table = frame.pivot_table(index="label", columns=["probe", "domain"], values="drop").reindex(order)
+    probes = [p.name for p in PROBES]
+    table = table[sorted(table.columns, key=lambda c: (probes.index(c[0]), [NEAR, FAR].index(c[1])))]
     table.columns = [f"{probe} drop, {domain}" for probe, domain in table.columns]
     learnt = frame.drop_duplicates(["label", "domain"]).pivot(index="label", columns="domain",
                                                                values="new_domain_accuracy").reindex(order)
+    learnt = learnt[[d for d in (NEAR, FAR) if d in learnt.columns]]
     learnt.columns = [f"new domain (%), {domain}" for domain in learnt.columns]
     return pd.concat([learnt, table], axis=1).round(2).rename_axis("method")
 

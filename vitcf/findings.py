@@ -458,8 +458,9 @@ def verdict(holds) -> str:
 
 def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame:
     """Each claim: holds or not on the paper's numbers (k-NN, the only probe it reports) and on ours, by
-    the k-NN probe and by the linear head, with the evidence. A claim about the new domain alone does not
-    depend on the probe: its linear-head cells say so ("n/a")."""
+    the k-NN probe, by the linear head and (where the records carry it) by the instance probe, with the
+    evidence. A claim about the new domain alone does not depend on the probe: its other probes' cells say
+    so ("n/a")."""
     theirs = claims(paper)
     missing = [{"holds": None, "evidence": "no records"}] * len(theirs)
     by_knn = claims(ours) if ours is not None else missing
@@ -475,7 +476,10 @@ def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame
                      OURS_KNN: verdict(o["holds"]), "our numbers, k-NN": o["evidence"],
                      OURS_HEAD: head[0], "our numbers, linear head": head[1],
                      OURS_INSTANCE: instance[0], "our numbers, instance retrieval": instance[1]})
-    return pd.DataFrame(rows).set_index("claim")
+    table = pd.DataFrame(rows).set_index("claim")
+    if ours is None or not is_measured(ours, INSTANCE):  # older records have no instance probe: no empty columns
+        table = table.drop(columns=[OURS_INSTANCE, "our numbers, instance retrieval"])
+    return table
 
 
 def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame) -> str:
@@ -496,6 +500,8 @@ def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame) -> str:
         text += ". They disagree on: " + listed(differ(OURS_KNN), OURS_KNN, "our numbers, k-NN")
     text += "."
     for probe, column in ((HEAD, OURS_HEAD), (INSTANCE, OURS_INSTANCE)):  # probes the paper did not use
+        if column not in table:
+            continue
         tested = table[~table[column].isin(["-", NOT_A_PROBE])]
         if tested.empty:
             continue

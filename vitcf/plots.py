@@ -972,7 +972,7 @@ def design_chart(frame: pd.DataFrame, *, baseline: float | None = None, head_bas
     pick = alt.param(name=DESIGN_PARAM, value=start, bind=alt.binding_select(options=axes, name="Design axis "))
     base = alt.Chart(frame).transform_filter(f"datum.axis == {DESIGN_PARAM}")
     x = alt.X("value:O", title="value along the picked axis", sort="ascending")
-    probes = PROBES if has_head(frame, (HEAD.accuracy,)) else (KNN,)
+    probes = (KNN, HEAD) if has_head(frame, (HEAD.accuracy,)) else (KNN,)  # design_frame's two probes
     tooltip = ["label:N", "series:N", alt.Tooltip("lr:Q", title="learning rate"),
                alt.Tooltip("trainable_params:Q", title="trainable parameters", format=","),
                alt.Tooltip("seeds:Q", title="seeds"),

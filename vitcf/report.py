@@ -519,3 +519,22 @@ def lite_projection(root: Path = REPO) -> str:
             f"{lite['gpu_hours']:.2f} GPU-hours for one seed of the paper-lite grid at {lite['steps']:,} steps "
             f"(target: at most 1 GPU-hour on one H100; the longest schedule within it: "
             f"{lite['steps_within_target']:,} steps).")
+
+
+def gpu_timings_note(root: Path = REPO) -> str:
+    """The mini commands' wall times on one GPU (benchmarks/gpu_timings.py's record), if measured (Markdown)."""
+    path = root / "benchmarks" / "results" / "gpu_timings.json"
+    doc = records.read_json(path) if path.is_file() else {}
+    if doc.get("smoke") or not doc.get("gpu"):
+        return ("No GPU timing of the mini commands is recorded in this checkout yet "
+                "(`python benchmarks/gpu_timings.py` on a GPU records it).")
+    pre = doc["pretrain"]
+    runs = "; ".join(f"{r.get('label', r['method'])} {r['wall_seconds']:.0f} s"
+                     + ("" if r["status"] == "finished" else f" ({r['status']})") for r in doc["runs"])
+    speed = f", {pre['images_per_second']:.0f} images/s while training" if "images_per_second" in pre else ""
+    if "epochs_finished" in pre:  # cut off: how far it got
+        speed += f", {pre['epochs_finished']} epochs finished in {pre['train_seconds']:.0f} s of training"
+    return (f"On one {doc['gpu']} ({str(doc['date'])[:10]}), `vitcf pretrain --preset mini` took "
+            f"{pre['wall_seconds'] / 60:.1f} minutes ({pre['status']}{speed}), and one mini run per method took "
+            f"{runs} of wall time, each a fresh process (`python benchmarks/gpu_timings.py`, "
+            f"`benchmarks/results/gpu_timings.json`).")
