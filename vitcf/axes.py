@@ -354,8 +354,9 @@ def probe_gap_note(frame: pd.DataFrame) -> str:
 def budget_note(root: Path = REPO, preset: str = "mini") -> str:
     """The measured wall time of `preset`'s axes (`make axes` for mini, `make glyphs-axes` for mini-glyphs:
     benchmarks/results/<job>_budget.json), as a sentence."""
-    if preset not in AXES_JOB:
-        raise ValueError(f"no axes job for preset {preset!r}; allowed: {', '.join(AXES_JOB)}")
+    if preset not in AXES_JOB:  # a preset without a make job (smoke, paper): its sweeps are the command
+        return (f"No `make` job runs the axes of the `{preset}` preset: `vitcf sweep --preset {preset} --grid schedule` "
+                f"and `--grid rates` run them (make jobs exist for {', '.join(AXES_JOB)}).")
     job = AXES_JOB[preset]
     path = root / "benchmarks" / "results" / f"{job}_budget.json"
     record = read_json(path) if path.is_file() else None
