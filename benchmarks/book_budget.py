@@ -65,10 +65,29 @@ def timed(name: str, commands: list[list[str]], env: dict) -> dict:
     return {"step": name, "command": " & ".join(" ".join(c) for c in commands), "seconds": round(seconds, 1)}
 
 
+# The grids (and seeds) a job sweeps, where the folder may hold other grids' records beside them.
+JOB_GRIDS = {"glyphs": (("core", (0, 1, 2)), ("control", (0, 1, 2)))}
+
+
+def already_recorded(job: str, folder: Path) -> list[str]:
+    """The files in `folder` that would let `job` skip work: its planned runs' records and the baseline."""
+    from vitcf.sweep import plan_sweep
+
+    planned = [run.record for grid, seeds in JOB_GRIDS[job]
+               for run in plan_sweep(JOB_PRESET[job], grid=grid, seeds=seeds, results_dir=folder, device="cpu")]
+    return [path.name for path in [*planned, folder / "baseline.json"] if path.exists()]
+
+
 def reused_steps(job: str, root: Path) -> list[dict]:
     """Steps already timed into `root` by the book job (extended only); refuse a folder with other records
-    (the axes job may share a folder: what it finds recorded is counted in its record, `axis_runs`)."""
+    (the axes job may share a folder: what it finds recorded is counted in its record, `axis_runs`; the
+    glyph job's folder may hold the axes' records, never its own runs' or the baseline)."""
     mini = root / JOB_PRESET[job]
+    if job in JOB_GRIDS:
+        if found := already_recorded(job, mini):
+            raise SystemExit(f"book_budget: {mini} already holds {', '.join(found[:6])}"
+                             f"{' ...' if len(found) > 6 else ''}; a budget is measured with none of them")
+        return []
     if job in ("axes", "glyphs-axes") or not any(mini.glob("*.json")):
         return []
     book = REPO / "benchmarks" / "results" / "book_budget.json"

@@ -278,3 +278,18 @@ def test_a_gpu_run_judges_each_target_by_its_measured_value(smoke):
     judged = {t["name"]: t for t in load_script().judge(doc)}
     assert judged["full_vs_reference"]["status"] == "not measured (skipped: --skip-reference)"
     assert judged["paper_grid_gpu_hours"]["note"] == "measured on NVIDIA H200; the target is stated for an H100"
+
+
+def test_the_glyph_budget_refuses_a_folder_holding_its_own_runs_but_not_the_axes(tmp_path):
+    spec = importlib.util.spec_from_file_location("book_budget", REPO / "benchmarks" / "book_budget.py")
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    folder = tmp_path / "mini-glyphs"
+    folder.mkdir()
+    (folder / "full_seed0_79ba88c8b0.json").write_text("{}")  # an axis run: not the glyph job's
+    assert budget.already_recorded("glyphs", folder) == [] and budget.reused_steps("glyphs", tmp_path) == []
+    (folder / "lora_r8_seed2.json").write_text("{}")
+    (folder / "baseline.json").write_text("{}")
+    assert budget.already_recorded("glyphs", folder) == ["lora_r8_seed2.json", "baseline.json"]
+    with pytest.raises(SystemExit, match="already holds lora_r8_seed2.json, baseline.json; a budget is measured"):
+        budget.reused_steps("glyphs", tmp_path)

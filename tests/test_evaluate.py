@@ -16,7 +16,10 @@ from vitcf.evaluate import (
     fit_linear_head,
     forgetting,
     knn_accuracy,
+    knn_correct,
     linear_head_accuracy,
+    linear_head_correct,
+    top1_correct,
 )
 
 SPEC = vitcf.BACKBONES["micro"]
@@ -311,6 +314,12 @@ def test_accuracy_is_the_exact_percent():
     assert model.seen_training == [False, False, False] and model.training
 
 
+def test_top1_correct_is_per_image_in_order():
+    predicted, labels = [0, 1, 2, 3, 3], [0, 0, 2, 1, 3]  # right, wrong, right, wrong, right
+    hits = top1_correct(PixelLogits(), _pixel_batches(predicted, labels, (2, 3)), lambda x: x.float())
+    assert hits.dtype == torch.bool and hits.tolist() == [True, False, True, False, True]
+
+
 def test_accuracy_rejects_labels_outside_the_logits():
     with pytest.raises(ValueError, match=r"label 7 is out of range for a model with 4 outputs"):
         accuracy(PixelLogits(), _pixel_batches([0, 1], [0, 7], (2,)), lambda x: x.float())
@@ -388,6 +397,25 @@ def test_linear_head_accuracy_matches_a_manual_count():
     features, labels = torch.randn(20000, 3, generator=_gen(6)), torch.randint(0, 4, (20000,), generator=_gen(7))
     manual = 100.0 * (features @ head.weight.T + head.bias).argmax(1).eq(labels).sum().item() / 20000
     assert linear_head_accuracy(head, features, labels) == manual
+
+
+def test_per_query_correctness_is_what_the_accuracies_average():
+    bank, bank_labels = torch.randn(300, 8, generator=_gen(11)), torch.randint(0, 5, (300,), generator=_gen(12))
+    queries, query_labels = torch.randn(77, 8, generator=_gen(13)), torch.randint(0, 5, (77,), generator=_gen(14))
+    hits = knn_correct(bank, bank_labels, queries, query_labels, ks=(1, 20), chunk_size=10)
+    accuracies = knn_accuracy(bank, bank_labels, queries, query_labels, ks=(1, 20))
+    for k in (1, 20):
+        assert hits[k].dtype == torch.bool and hits[k].shape == (77,)
+        assert 100.0 * hits[k].sum().item() / 77 == accuracies[k]
+    # k=1: a query is right exactly when its nearest bank item carries its label
+    nearest = (F.normalize(queries, dim=1) @ F.normalize(bank, dim=1).T).argmax(1)
+    assert torch.equal(hits[1], bank_labels[nearest] == query_labels)
+    head = nn.Linear(3, 4)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(4, 3))
+        head.bias.zero_()
+    features = torch.tensor([[1.0, 0, 0], [0, 2, 0], [0, 0, 3], [0.5, 0.6, 0]])
+    assert linear_head_correct(head, features, torch.tensor([0, 1, 1, 0])).tolist() == [True, True, False, False]
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,7 @@ def test_every_probe_is_taken_with_its_reference_levels_and_the_full_probe_at_th
     # every probe on raw pixels and on a random-init network; smoke's backbone is random-init itself
     assert set(base["levels"]) == {"raw_pixels", "random_init"}
     for level in base["levels"].values():
-        assert set(level) == {"knn", "linear_head", "instance"}
+        assert set(level) == {"knn", "linear_head", "instance", "correct"}
     assert base["levels"]["random_init"]["knn"] == base["knn"] and base["levels"]["random_init"]["instance"] == base["instance"]
     assert all("instance" in entry for entry in metrics["knn_over_steps"])
     full = metrics["full_probe_over_steps"]
@@ -194,3 +194,28 @@ def test_the_positive_control_is_a_grid_of_its_own():
     glyphs = get_preset("mini-glyphs")
     assert glyphs.new_domain == "glyphs" and glyphs.instance_probe is not None and glyphs.control
     assert glyphs.protocol()["pretrain_domain"] == get_preset("mini").pretrain_domain
+
+
+def test_records_carry_per_query_correctness_and_a_refitted_head(tmp_path):
+    from vitcf.uncertainty import unpack
+
+    record = run("smoke", "full", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=(0, 3))
+    metrics, base = record["metrics"], records.read_json(tmp_path / "baseline.json")
+    for probe, scores in (("knn", metrics["knn"]), ("instance", metrics["instance"]["after"])):
+        for k, accuracy in scores.items():
+            hits = unpack(metrics["correct"][probe][str(k)])
+            assert 100.0 * hits.mean() == pytest.approx(accuracy)
+            before = unpack(base["correct"][probe][str(k)])
+            assert before.shape == hits.shape  # the same queries, so every drop is a paired comparison
+            assert 100.0 * before.mean() == pytest.approx(base[probe][str(k)])
+    new = unpack(metrics["correct"]["new_domain"])
+    assert 100.0 * new.mean() == pytest.approx(metrics["new_domain_accuracy"]) and new.size == 540  # smoke's digits test split
+    head = metrics["linear_head"]
+    assert 100.0 * unpack(metrics["correct"]["linear_head"]).mean() == pytest.approx(head["after"])
+    assert 100.0 * unpack(metrics["correct"]["linear_head_refit"]).mean() == pytest.approx(head["refit"])
+    for level in base["levels"].values():  # the reference levels carry theirs too
+        assert 100.0 * unpack(level["correct"]["knn"]["20"]).mean() == pytest.approx(level["knn"]["20"])
+    step0 = metrics["full_probe_over_steps"][0]
+    assert step0["correct"]["knn"] == base["correct"]["knn"]  # step 0 is the baseline, query by query
+    frame = records.records_frame([records.read_json(tmp_path / f"{record['run']}.json")], k=20)
+    assert frame.loc[0, "linear_head_refit_drop"] == pytest.approx(head["baseline"] - head["refit"])

@@ -104,7 +104,6 @@ def extract_features(
     return torch.cat(features), torch.cat(labels)
 
 
-@torch.no_grad()
 def accuracy(
     model: nn.Module,
     batches: Batches,
@@ -113,14 +112,29 @@ def accuracy(
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> float:
-    """Top-1 accuracy, in percent, of `model`'s logits (argmax; ties go to the lowest class index).
+    """Top-1 accuracy, in percent, of `model`'s logits (argmax; ties go to the lowest class index);
+    see `top1_correct`."""
+    hits = top1_correct(model, batches, transform, device=device, progress=progress)
+    return 100.0 * int(hits.sum()) / len(hits)
 
-    Counts stay on the device until the end, so a CUDA run does not synchronise on every batch.
+
+@torch.no_grad()
+def top1_correct(
+    model: nn.Module,
+    batches: Batches,
+    transform: Transform,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> torch.Tensor:
+    """Whether `model`'s top-1 class is right for each image, in the batches' order (a boolean CPU tensor).
+
+    Results stay on the device until the end, so a CUDA run does not synchronise on every batch.
     A label outside the logits' range is an error, not a silent miss: it means the head and the
     dataset disagree.
     """
     device = torch.device(device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    correct = []
     seen = 0
     num_classes = None
     max_label = -1
@@ -140,13 +154,13 @@ def accuracy(
                 max_label = max(max_label, int(batch_labels.max()))
                 if int(batch_labels.min()) < 0:
                     raise ValueError(f"batch {index}: labels must be >= 0, got {int(batch_labels.min())}")
-            correct += (logits.argmax(dim=1) == batch_labels.to(device, non_blocking=True)).sum()
+            correct.append(logits.argmax(dim=1) == batch_labels.to(device, non_blocking=True))
             seen += len(images)
     if seen == 0:
         raise ValueError("accuracy got no images; the data source is empty")
     if max_label >= num_classes:
         raise ValueError(f"label {max_label} is out of range for a model with {num_classes} outputs")
-    return 100.0 * int(correct) / seen
+    return torch.cat(correct).cpu()
 
 
 # --- weighted k-NN -------------------------------------------------------------------------------
@@ -212,7 +226,25 @@ def knn_accuracy(
     num_classes: int | None = None,
     chunk_size: int = 1024,
 ) -> dict[int, float]:
-    """DINO's weighted k-NN: top-1 accuracy (percent) of each query's predicted class, per k.
+    """DINO's weighted k-NN: top-1 accuracy (percent) per k; see `knn_correct` for the rule."""
+    correct = knn_correct(bank_features, bank_labels, query_features, query_labels, ks=ks,
+                          temperature=temperature, num_classes=num_classes, chunk_size=chunk_size)
+    return {k: 100.0 * int(hits.sum()) / len(hits) for k, hits in correct.items()}
+
+
+def knn_correct(
+    bank_features: torch.Tensor,
+    bank_labels: torch.Tensor,
+    query_features: torch.Tensor,
+    query_labels: torch.Tensor,
+    *,
+    ks: int | Sequence[int] = KNN_KS,
+    temperature: float = KNN_TEMPERATURE,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+) -> dict[int, torch.Tensor]:
+    """DINO's weighted k-NN: whether each query's predicted class is right, per k (boolean CPU tensors
+    in the queries' order; their mean is the top-1 accuracy).
 
     Similarity is the cosine (rows are L2-normalised here; already-normalised rows are unchanged up to
     rounding). Each query keeps its max(ks) most similar bank items; neighbour j votes for its label
@@ -237,7 +269,7 @@ def knn_accuracy(
             f"feature widths differ: bank {bank_features.shape[1]}, query {query_features.shape[1]}"
         )
     if len(query_features) == 0:
-        raise ValueError("knn_accuracy got no queries")
+        raise ValueError("knn_correct got no queries")
     ks = _check_ks(ks, len(bank_features))
     _check_number("temperature", temperature, minimum=0.0, open_low=True)
     _check_positive_int("chunk_size", chunk_size)
@@ -250,15 +282,15 @@ def knn_accuracy(
     bank = F.normalize(bank_features.float(), dim=1)
     bank_labels = bank_labels.to(device=device, dtype=torch.int64)
     max_k = max(ks)
-    correct = dict.fromkeys(ks, 0)
+    correct: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
     for start in range(0, len(query_features), chunk_size):
         queries = F.normalize(query_features[start:start + chunk_size].to(device).float(), dim=1)
         targets = query_labels[start:start + chunk_size].to(device)
         similarity, index = (queries @ bank.T).topk(max_k, dim=1)  # sorted, nearest first
         weights = ((similarity - similarity[:, :1]) / temperature).exp()
         for k, predictions in zip(ks, _weighted_votes(weights, bank_labels[index], ks, num_classes)):
-            correct[k] += int((predictions == targets).sum())
-    return {k: 100.0 * correct[k] / len(query_features) for k in ks}
+            correct[k].append((predictions == targets).cpu())
+    return {k: torch.cat(parts) for k, parts in correct.items()}
 
 
 def _weighted_votes(weights: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...], num_classes: int):
@@ -357,18 +389,24 @@ def fit_linear_head(
     return head.requires_grad_(False)
 
 
-@torch.no_grad()
 def linear_head_accuracy(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy (percent) of `head` on `features` (argmax; ties go to the lowest class index)."""
+    hits = linear_head_correct(head, features, labels)
+    return 100.0 * int(hits.sum()) / len(hits)
+
+
+@torch.no_grad()
+def linear_head_correct(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Whether `head`'s top-1 class is right for each row of `features` (a boolean CPU tensor)."""
     _check_labelled("evaluation", features, labels)
     if len(features) == 0:
-        raise ValueError("linear_head_accuracy got no features")
+        raise ValueError("linear_head_correct got no features")
     if features.shape[1] != head.in_features:
         raise ValueError(f"feature width {features.shape[1]} does not match the head's input width {head.in_features}")
     _check_label_range(head.out_features, evaluation=labels)
     device = head.weight.device
-    correct = 0
+    correct = []
     for start in range(0, len(features), 8192):  # bounds the logits tensor for many classes
         logits = head(features[start:start + 8192].to(device).float())
-        correct += int((logits.argmax(dim=1) == labels[start:start + 8192].to(device)).sum())
-    return 100.0 * correct / len(features)
+        correct.append((logits.argmax(dim=1) == labels[start:start + 8192].to(device)).cpu())
+    return torch.cat(correct)

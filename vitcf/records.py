@@ -18,6 +18,7 @@ import datetime as dt
 import errno
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -280,7 +281,9 @@ def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
     k is 20); every k is still available in the `knn_<k>` columns. Both probes of the pre-training
     domain are here, each with its drop (baseline - after, points): the k-NN probe (`pretrain_knn`,
     `drop`), the linear head fitted on the pre-trained features (`linear_head_after`, `linear_head_drop`)
-    and the instance-retrieval probe at the same k (`instance_after`, `instance_drop`; NaN where not measured).
+    and the instance-retrieval probe at the same k (`instance_after`, `instance_drop`; NaN where not measured);
+    beside the frozen head, a head re-fitted on the run's own bank features (`linear_head_refit_after`,
+    `linear_head_refit_drop`, against the same pre-trained level; NaN in records made before it existed).
     """
     import pandas as pd
 
@@ -302,6 +305,8 @@ def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
             "drop": base[k] - knn[k], "relative_drop": (base[k] - knn[k]) / base[k] if base[k] else 0.0,
             "linear_head_after": head["after"], "linear_head_baseline": head["baseline"],
             "linear_head_drop": head["baseline"] - head["after"],
+            "linear_head_refit_after": head.get("refit", math.nan),
+            "linear_head_refit_drop": head["baseline"] - head.get("refit", math.nan),
             **_instance_columns(metrics.get("instance"), k),
             "selection": record["config"]["selection"],
             "train_seconds": record["timings"]["train_seconds"],

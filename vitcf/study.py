@@ -25,17 +25,18 @@ from .data import ImageSet, batches, check_imagenet, holdout_split, imagenet_bat
 from .retrieval import first_instances, instance_views
 from .drift import drift
 from .evaluate import (
-    accuracy,
     extract_features,
     fit_linear_head,
     forgetting,
-    knn_accuracy,
-    linear_head_accuracy,
+    knn_correct,
+    linear_head_correct,
+    top1_correct,
 )
 from .methods import make_method
 from .params import count_trainable
 from .presets import Preset, get_preset
 from .train import TrainConfig, finetune, input_transform
+from .uncertainty import pack
 
 SCHEMA = records.SCHEMA  # the run record's format version (records.check refuses others)
 PROBE_SEED = 0  # the k-NN bank and query subsets are the same for every run of a preset
@@ -111,27 +112,50 @@ def make_probe(preset: Preset) -> Probe:
     )
 
 
-def knn_scores(feats: dict, ks: tuple[int, ...], device: torch.device, prefix: str = "") -> dict[int, float]:
-    """k-NN accuracy of the queries against the bank (`prefix` "instance_": the instance probe's), on the
-    run's device (an ImageNet bank of 1.28 M x 768 features is 3.9 GB: on a GPU, in chunks of 256 queries)."""
+def knn_hits(feats: dict, ks: tuple[int, ...], device: torch.device, prefix: str = "") -> dict[int, torch.Tensor]:
+    """Whether each query's k-NN class is right, per k (`prefix` "instance_": the instance probe's), computed
+    on the run's device (an ImageNet bank of 1.28 M x 768 features is 3.9 GB: on a GPU, 256 queries at a time)."""
     (bank, bank_labels), (queries, query_labels) = feats[prefix + "bank"], feats[prefix + "queries"]
     chunk = 256 if device.type == "cuda" else 1024
-    return knn_accuracy(bank.to(device), bank_labels.to(device), queries.to(device), query_labels.to(device),
-                        ks=ks, chunk_size=chunk)
+    return knn_correct(bank.to(device), bank_labels.to(device), queries.to(device), query_labels.to(device),
+                       ks=ks, chunk_size=chunk)
 
 
-def probe_scores(probe: Probe, model, head: torch.nn.Linear | None, device, progress) -> dict:
+def fit_head(feats: dict) -> torch.nn.Linear:
+    """The probe's linear head, fitted on the bank features of `feats` (the study's decay and seed)."""
+    bank_features, bank_labels = feats["bank"]
+    return fit_linear_head(bank_features, bank_labels, int(bank_labels.max()) + 1,
+                           weight_decay=LINEAR_HEAD_DECAY, seed=PROBE_SEED)
+
+
+def _percent(hits: torch.Tensor) -> float:
+    return 100.0 * int(hits.sum()) / len(hits)
+
+
+def probe_scores(probe: Probe, model, head: torch.nn.Linear | None, device, progress, *,
+                 correct: bool = False, refit: bool = False) -> dict:
     feats = probe.features(model, device, progress)
-    return scores_of(feats, probe.preset, head, device)
+    return scores_of(feats, probe.preset, head, device, correct=correct, refit=refit)
 
 
-def scores_of(feats: dict, preset: Preset, head: torch.nn.Linear | None, device) -> dict:
-    """Every probe's score from extracted features: class-level k-NN, linear head, instance retrieval."""
-    scores = {"knn": knn_scores(feats, preset.knn_ks, device)}
+def scores_of(feats: dict, preset: Preset, head: torch.nn.Linear | None, device, *,
+              correct: bool = False, refit: bool = False) -> dict:
+    """Every probe's score (percent) from extracted features: class-level k-NN per k, the linear head
+    `head` (fitted on the pre-trained features), instance retrieval per k; with `refit`, also a head
+    fitted on these features' own bank ("linear_head_refit"); with `correct`, each probe's per-query
+    correctness packed under "correct" (what the book's paired bootstrap intervals resample)."""
+    hits: dict = {"knn": knn_hits(feats, preset.knn_ks, device)}
     if head is not None:
-        scores["linear_head"] = linear_head_accuracy(head, *feats["queries"])
+        hits["linear_head"] = linear_head_correct(head, *feats["queries"])
+    if refit:
+        hits["linear_head_refit"] = linear_head_correct(fit_head(feats), *feats["queries"])
     if "instance_bank" in feats:
-        scores["instance"] = knn_scores(feats, preset.knn_ks, device, prefix="instance_")
+        hits["instance"] = knn_hits(feats, preset.knn_ks, device, prefix="instance_")
+    scores = {name: ({k: _percent(v) for k, v in h.items()} if isinstance(h, dict) else _percent(h))
+              for name, h in hits.items()}
+    if correct:
+        scores["correct"] = {name: ({str(k): pack(v.numpy()) for k, v in h.items()} if isinstance(h, dict)
+                                    else pack(h.numpy())) for name, h in hits.items()}
     return scores
 
 
@@ -158,10 +182,7 @@ def reference_levels(preset: Preset, probe: Probe, device, progress) -> dict:
     levels = {}
     for name, feats in (("raw_pixels", pixel_features(probe)),
                         ("random_init", probe.features(random_init, device, progress))):
-        bank_features, bank_labels = feats["bank"]
-        head = fit_linear_head(bank_features, bank_labels, int(bank_labels.max()) + 1,
-                               weight_decay=LINEAR_HEAD_DECAY, seed=PROBE_SEED)
-        levels[name] = scores_of(feats, preset, head, device)
+        levels[name] = scores_of(feats, preset, fit_head(feats), device, correct=True)
     return levels
 
 
@@ -182,7 +203,8 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     # What the baseline depends on: the protocol, not the grids of runs to compare with it, nor the
     # length of a run's schedule (the schedule axis shares one folder, and one baseline, across lengths).
     protocol = {k: v for k, v in preset.protocol().items() if k != "steps"}
-    key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA})
+    key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA,
+                               "fields": "per-query correctness"})
     cached = records.read_json(path) if path.exists() and head_path.exists() else {}
     if cached.get("key") == key:
         head = torch.nn.Linear(cached["width"], cached["num_classes"])
@@ -193,7 +215,7 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     feats = probe.features(model, device, progress)
     bank_features, bank_labels = feats["bank"]
     num_classes = int(bank_labels.max()) + 1
-    head = fit_linear_head(bank_features, bank_labels, num_classes, weight_decay=LINEAR_HEAD_DECAY, seed=PROBE_SEED)
+    head = fit_head(feats)
     record = {
         "key": key,
         "preset": preset.name,
@@ -204,7 +226,7 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
         "bank_size": len(bank_labels),
         "query_size": len(feats["queries"][1]),
         "classes": None if probe.bank is None else list(probe.bank.classes),
-        **scores_of(feats, preset, head, device),
+        **scores_of(feats, preset, head, device, correct=True),
         "instance_probe": (None if probe.instances is None else
                            {"bank_size": len(probe.instances[0]), "query_size": len(probe.instances[1]),
                             "source": f"{preset.pretrain_domain} test split"}),
@@ -400,7 +422,7 @@ def train_planned(plan: RunPlan, *, progress: bool = True) -> Trained:
         if step in plan.forgetting_steps:
             over_steps.append({"step": step, **probe_scores(curve, model, prep.head, device, False)})
         if step in full_steps:
-            full_over_steps.append({"step": step, **probe_scores(probe, model, prep.head, device, False)})
+            full_over_steps.append({"step": step, **probe_scores(probe, model, prep.head, device, False, correct=True)})
 
     result = finetune(
         prep.model, prep.fit_set, prep.selection_set, plan.train,
@@ -465,10 +487,16 @@ def trained_or_loaded(plan: RunPlan, *, progress: bool = True) -> Trained:
 
 def new_domain_accuracy(preset: Preset, model: torch.nn.Module, new_test: ImageSet, device) -> float:
     """Top-1 accuracy of `model` on the new domain's test split, with the evaluation input."""
+    hits = new_domain_correct(preset, model, new_test, device)
+    return 100.0 * int(hits.sum()) / len(hits)
+
+
+def new_domain_correct(preset: Preset, model: torch.nn.Module, new_test: ImageSet, device) -> torch.Tensor:
+    """Whether `model` is right on each image of the new domain's test split (the evaluation input)."""
     spec = get_spec(preset.backbone)
     transform = input_transform(spec.img_size, preset.finetune_mean, preset.finetune_std, spec.in_chans)
-    return accuracy(model, batches(new_test.to(device), preset.eval_batch_size, shuffle=False),
-                    transform, device=device)
+    return top1_correct(model, batches(new_test.to(device), preset.eval_batch_size, shuffle=False),
+                        transform, device=device)
 
 
 def representation_drift(plan: RunPlan, probe: Probe, model: torch.nn.Module) -> dict:
@@ -492,8 +520,9 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
 
     # --- evaluation ----------------------------------------------------------------------------
     evaluating = time.perf_counter()
-    test_accuracy = new_domain_accuracy(preset, model, trained.new_test, device)
-    after = probe_scores(probe, model, head, device, progress)
+    test_correct = new_domain_correct(preset, model, trained.new_test, device)
+    test_accuracy = _percent(test_correct)
+    after = probe_scores(probe, model, head, device, progress, correct=True, refit=True)
     cka = representation_drift(plan, probe, model)
     eval_seconds = time.perf_counter() - evaluating
 
@@ -530,11 +559,16 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
             "knn": after["knn"],
             "knn_baseline": knn_base,
             "forgetting": forgetting(knn_base, after["knn"]),
-            "linear_head": {"baseline": base["linear_head"], "after": after["linear_head"]},
+            # the frozen head (fitted once on the pre-trained features) and one re-fitted on this run's bank
+            # features; the pre-trained backbone's re-fitted head is the frozen head itself
+            "linear_head": {"baseline": base["linear_head"], "after": after["linear_head"],
+                            "refit": after["linear_head_refit"]},
             **({"instance": {"baseline": base["instance"], "after": after["instance"]}} if "instance" in after else {}),
             "knn_over_steps": over_steps,
             "full_probe_over_steps": trained.full_over_steps,
             "drift": cka,
+            # per-query correctness of every probe and of the new domain's test images (uncertainty.unpack)
+            "correct": {**after["correct"], "new_domain": pack(test_correct.numpy())},
         },
         "timings": {
             "train_seconds": result.train_seconds,
