@@ -67,7 +67,10 @@ class Interval:
         return INCONCLUSIVE
 
     def __str__(self) -> str:
-        return f"{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
+        def points(value: float) -> str:
+            return f"{round(value, 2) + 0.0:.2f}"  # never "-0.00"
+
+        return f"{points(self.estimate)} [{points(self.low)}, {points(self.high)}]"
 
 
 def _as_matrix(runs) -> np.ndarray:
