@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from vitcf import axes, findings, plots, ranges, records, report
+from vitcf import axes, evidence, findings, plots, ranges, records, report
 from vitcf.analyses import run_analyses
 from vitcf.presets import get_preset
 from vitcf.records import read_records, records_frame
@@ -123,7 +123,7 @@ def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
 
 
 def test_the_results_table_is_the_records(book):
-    html, frame, _ = book
+    html, frame, core = book
     table = report.results_table(frame)
     assert (table["seeds"] == 2).sum() == 2  # LoRA r=8 and Linear, with mean ± sd
     text = text_of(html / "notebooks" / "mini_study.html")
@@ -131,7 +131,14 @@ def test_the_results_table_is_the_records(book):
         line = " ".join([label, *map(str, row.to_list())])
         assert line in text, line
     assert "randomly initialised micro ViT" in text
-    assert " ".join(findings.seed_noise_note(frame).split()) in text  # two configurations have two seeds
+    # every pair compared with intervals, corrected for the number of pairs, and each drop with its interval
+    assert " ".join(evidence.pairwise_note(core).split()) in text
+    baseline = records.read_json(html.parents[2] / "results" / "smoke" / "baseline.json")
+    cells = evidence.drop_cells(evidence.drop_table(core, baseline))
+    assert cells.loc["Linear", "k-NN drop (points)"] == "0.00 [0.00, 0.00]"  # a frozen backbone: exactly nothing
+    for label, row in cells.iterrows():
+        assert " ".join([label, *row.to_list()]) in text, label
+    assert "two-stage bootstrap" in text
 
 
 def test_the_mini_page_shows_every_probe_its_range_and_the_positive_control(book):
@@ -147,7 +154,7 @@ def test_the_mini_page_shows_every_probe_its_range_and_the_positive_control(book
         assert label in text and label in table.index
     assert "instance retrieval (%), k=20" in table.columns and "instance retrieval (%), k=20" in text
     for note in (ranges.control_note(baseline, controls), ranges.headline(frame, baseline),
-                 findings.ten_step_note(core)):
+                 findings.ten_step_note(core, baseline=baseline)):
         for line in note.splitlines():  # Markdown's emphasis and code marks are gone once rendered
             plain = "".join(line.lstrip("- ").replace("**", "").replace("`", "").replace("*", "").split())
             assert plain in "".join(text.replace("*", "").split()), line
@@ -310,8 +317,17 @@ def test_charts_render_offline_and_the_slider_reranks(book):
     assert "require.js" not in text and "cdn." not in text
     with offline_page(html, page_file) as page:
         page.wait_for_selector(f".{plots.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=20_000)
-        tradeoff, curve, *_ = page.locator(f"div.{plots.CHART_CLASS}").all()  # then the near-vs-far domains chart
+        # the pairwise heatmap, the trade-off, the forgetting curves, then the near-vs-far domains chart
+        pairwise, tradeoff, curve, *_ = page.locator(f"div.{plots.CHART_CLASS}").all()
         assert tradeoff.locator("g.ranking_group").count() == 1
+        pairwise.locator("svg.marks").wait_for(timeout=20_000)
+        cells = """el => el.querySelectorAll('g.mark-rect.role-mark path').length"""
+        shown = pairwise.evaluate(cells)
+        assert shown == len(labels) * (len(labels) - 1)  # every ordered pair of configurations, one measure at a time
+        for option in pairwise.locator("select option").all_inner_texts()[1:]:
+            with redrawn(page, pairwise):
+                pairwise.locator("select").select_option(label=option)
+            assert pairwise.evaluate(cells) == shown
         curve.locator("svg.marks").wait_for(timeout=20_000)
         assert same_ranking(displayed(tradeoff, labels), expected(frame, 0.5))
 

@@ -10,12 +10,12 @@ probe's; the paper's reported numbers have the k-NN probe's alone.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
+from . import evidence
 from .backbones import create_backbone, get_spec
 from .methods import make_method
 from .plots import HEAD, INSTANCE, KNN, PROBES, has_head, label_summary, measured as is_measured, rank_methods
@@ -191,57 +191,6 @@ def vit_b_budget() -> str:
         f"p=4 {(depth + 4) / depth:.3f} times), while a LoRA adapter can be merged into the weights it adapts "
         f"and costs nothing at inference."
     )
-
-
-NOISE_LEVEL = 0.05  # two configurations differ beyond seed noise when Welch's t-test gives p below this
-
-
-def seed_noise(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Every pair of configurations with at least two seeds each: is their difference in `column`
-    larger than the spread between seeds?
-
-    Welch's t-test over the seeds (no equal-variance assumption); a pair whose seeds all agree
-    exactly within each configuration is separated exactly when the means differ. With three seeds
-    the test only catches large gaps: a pair marked False is "not shown to differ", not "equal".
-    """
-    from scipy.stats import ttest_ind
-
-    if column not in frame.columns:
-        raise ValueError(f"no column {column!r} in the frame; columns: {', '.join(frame.columns)}")
-    order = list(label_summary(frame)["label"])
-    values = {label: frame.loc[frame["label"] == label, column].to_numpy(dtype=float) for label in order}
-    labels = [label for label in order if len(values[label]) >= 2]
-    rows = []
-    for i, a in enumerate(labels):
-        for b in labels[i + 1:]:
-            x, y = values[a], values[b]
-            if x.std() == 0 and y.std() == 0:
-                p = 0.0 if x.mean() != y.mean() else 1.0
-            else:
-                with warnings.catch_warnings():  # one seed-exact side makes scipy warn; the p-value holds
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    p = float(ttest_ind(x, y, equal_var=False).pvalue)
-            rows.append({"a": a, "b": b, "mean a": x.mean(), "mean b": y.mean(), "difference": x.mean() - y.mean(),
-                         "p (Welch)": p, "beyond seed noise": p < NOISE_LEVEL})
-    return pd.DataFrame(rows, columns=["a", "b", "mean a", "mean b", "difference", "p (Welch)", "beyond seed noise"])
-
-
-def seed_noise_note(frame: pd.DataFrame) -> str:
-    """How many pairwise differences, per domain, are larger than the seeds' spread (Markdown)."""
-    seeds = frame.groupby("label")["seed"].nunique()
-    if (seeds >= 2).sum() < 2:
-        return ("Fewer than two configurations have two or more seeds, so no difference can be set against seed "
-                "noise; `vitcf sweep --preset <preset> --seeds 0 1 2` adds seeds.")
-    parts = []
-    columns = [("new_domain_accuracy", "new-domain accuracy"), ("pretrain_knn", "pre-training k-NN accuracy")]
-    if has_head(frame):
-        columns.append((HEAD.accuracy, "pre-training linear-head accuracy"))
-    for column, name in columns:
-        pairs = seed_noise(frame, column)
-        parts.append(f"{int(pairs['beyond seed noise'].sum())} of {len(pairs)} pairs in {name}")
-    return (f"Over the {int((seeds >= 2).sum())} configurations with at least two seeds (seeds per configuration: "
-            f"{int(seeds.min())} to {int(seeds.max())}), the differences larger than seed noise (Welch's t-test, "
-            f"p < {NOISE_LEVEL}) are: {'; '.join(parts)}.")
 
 
 # --- forgetting over steps and the design space ---------------------------------------------------
@@ -438,12 +387,28 @@ def claims(frame: pd.DataFrame, probe: str = KNN.name) -> list[dict]:
         return worst == "Linear", (f"lowest new-domain accuracy: {worst} "
                                    f"({summary.loc[worst, 'new_domain_accuracy']:.2f}%)")
 
-    add("Full fine-tuning forgets the pre-training domain the most", ["Full"], most_forgetting, forgetting=True)
-    add("Every block expansion forgets less than every LoRA", [], blocks_keep, forgetting=True)
-    add("LoRA reaches Full fine-tuning's new-domain accuracy or better", ["Full"], match_full("LoRA"))
-    add("Block expansion reaches Full fine-tuning's new-domain accuracy or better", ["Full"],
-        match_full("block expansion"))
-    add("Linear fine-tuning learns the new domain least", ["Linear"], linear_worst_learner)
+    add(evidence.CLAIM_FULL_MOST, ["Full"], most_forgetting, forgetting=True)
+    add(evidence.CLAIM_BLOCKS_KEEP, [], blocks_keep, forgetting=True)
+    add(evidence.CLAIM_LORA_MATCHES, ["Full"], match_full("LoRA"))
+    add(evidence.CLAIM_BLOCKS_MATCH, ["Full"], match_full("block expansion"))
+    add(evidence.CLAIM_LINEAR_LEAST, ["Linear"], linear_worst_learner)
+    return out
+
+
+def claims_with_intervals(frame: pd.DataFrame, runs: list[dict] | None, probe: str = KNN.name, k: int = 20) -> list[dict]:
+    """`claims` on our records, each with a three-way verdict from its 95% interval where the records carry
+    per-query correctness (`vitcf.evidence.claim_intervals`): "holds" (bool or None) becomes "verdict"
+    (holds / does not hold / inconclusive, or "-"), the evidence gains the effect and its interval."""
+    points = claims(frame, probe)
+    tested = evidence.claim_intervals(runs, probe, k) if runs else [None] * len(points)
+    out = []
+    for point, found in zip(points, tested):
+        if found is not None and found["verdict"] is not None and point["holds"] is not None:
+            out.append({**point, "verdict": found["verdict"], "evidence": found["evidence"]})
+        else:
+            out.append({**point, "verdict": verdict(point["holds"]),
+                        "evidence": point["evidence"] + ("" if not runs or point["holds"] is None
+                                                         else " (no interval: these records carry no per-query correctness)")})
     return out
 
 
@@ -456,24 +421,26 @@ def verdict(holds) -> str:
     return "-" if holds is None else ("holds" if holds else "does not hold")
 
 
-def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame:
+def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None, runs: list[dict] | None = None,
+                 k: int = 20) -> pd.DataFrame:
     """Each claim: holds or not on the paper's numbers (k-NN, the only probe it reports) and on ours, by
     the k-NN probe, by the linear head and (where the records carry it) by the instance probe, with the
-    evidence. A claim about the new domain alone does not depend on the probe: its other probes' cells say
-    so ("n/a")."""
+    evidence. Given the records (`runs`) with per-query correctness, our verdicts are three-way, from each
+    claim's 95% interval (`claims_with_intervals`). A claim about the new domain alone does not depend on
+    the probe: its other probes' cells say so ("n/a")."""
     theirs = claims(paper)
-    missing = [{"holds": None, "evidence": "no records"}] * len(theirs)
-    by_knn = claims(ours) if ours is not None else missing
-    by_head = claims(ours, HEAD.name) if ours is not None else missing
-    by_instance = claims(ours, INSTANCE.name) if ours is not None else missing
+    missing = [{"holds": None, "verdict": "-", "evidence": "no records"}] * len(theirs)
+    by_knn = claims_with_intervals(ours, runs, KNN.name, k) if ours is not None else missing
+    by_head = claims_with_intervals(ours, runs, HEAD.name, k) if ours is not None else missing
+    by_instance = claims_with_intervals(ours, runs, INSTANCE.name, k) if ours is not None else missing
     rows = []
     for p, o, h, i in zip(theirs, by_knn, by_head, by_instance):
         def cell(found):
-            return (verdict(found["holds"]), found["evidence"]) if p["forgetting"] else (
+            return (found["verdict"], found["evidence"]) if p["forgetting"] else (
                 NOT_A_PROBE, "same as by the k-NN probe")
         head, instance = cell(h), cell(i)
         rows.append({"claim": p["claim"], PAPER_VERDICT: verdict(p["holds"]), "paper's numbers": p["evidence"],
-                     OURS_KNN: verdict(o["holds"]), "our numbers, k-NN": o["evidence"],
+                     OURS_KNN: o["verdict"], "our numbers, k-NN": o["evidence"],
                      OURS_HEAD: head[0], "our numbers, linear head": head[1],
                      OURS_INSTANCE: instance[0], "our numbers, instance retrieval": instance[1]})
     table = pd.DataFrame(rows).set_index("claim")
@@ -482,22 +449,29 @@ def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None) -> pd.DataFrame
     return table
 
 
-def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame) -> str:
-    """Where our runs agree with the paper's claims and where they do not, by each probe (Markdown)."""
-    table = claims_table(paper, ours)
+def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> str:
+    """Where our runs agree with the paper's claims and where they do not, by each probe (Markdown); an
+    inconclusive verdict of ours is counted apart, neither as agreement nor as disagreement."""
+    table = claims_table(paper, ours, runs, k)
 
     def differ(column: str) -> pd.DataFrame:
-        return table[(table[PAPER_VERDICT] != table[column]) & ~table[column].isin(["-", NOT_A_PROBE])]
+        return table[(table[PAPER_VERDICT] != table[column])
+                     & ~table[column].isin(["-", NOT_A_PROBE, evidence.INCONCLUSIVE])]
 
     def listed(rows: pd.DataFrame, column: str, evidence: str) -> str:
         return "; ".join(f"*{claim}* ({row[PAPER_VERDICT]} in the paper, {row[column]} in ours: {row[evidence]})"
                          for claim, row in rows.iterrows())
 
     same = table[table[PAPER_VERDICT] == table[OURS_KNN]]
+    open_ = table[table[OURS_KNN] == evidence.INCONCLUSIVE]
+    counts = {v: int((table[OURS_KNN] == v).sum()) for v in (evidence.HOLDS, evidence.FAILS, evidence.INCONCLUSIVE)}
     text = (f"Of the paper's {len(table)} headline claims tested here, our runs agree on {len(same)} by "
-            f"{KNN.words}, the one the paper used")
+            f"{KNN.words}, the one the paper used (ours: {counts[evidence.HOLDS]} hold, {counts[evidence.FAILS]} "
+            f"do not hold, {counts[evidence.INCONCLUSIVE]} inconclusive)")
     if not differ(OURS_KNN).empty:
         text += ". They disagree on: " + listed(differ(OURS_KNN), OURS_KNN, "our numbers, k-NN")
+    if not open_.empty:
+        text += (". Our records cannot decide: " + listed(open_, OURS_KNN, "our numbers, k-NN"))
     text += "."
     for probe, column in ((HEAD, OURS_HEAD), (INSTANCE, OURS_INSTANCE)):  # probes the paper did not use
         if column not in table:
@@ -551,12 +525,15 @@ def ten_step_frame(runs: list[dict], k: int = 20, label: str = "Full") -> pd.Dat
     return pd.DataFrame(rows, columns=["seed", "probe", "step", "accuracy"])
 
 
-ABSTRACT_SHARE = 0.7  # the abstract: full fine-tuning "loses over 70% accuracy after only 10 iterations"
+ABSTRACT_SHARE = evidence.ABSTRACT_SHARE
 
 
-def ten_step_note(runs: list[dict], k: int = 20, by: int = EARLY_STEP) -> str:
-    """The abstract's claim checked on the full probe at the first training steps of full fine-tuning (Markdown)."""
+def ten_step_note(runs: list[dict], k: int = 20, by: int = EARLY_STEP, baseline: dict | None = None) -> str:
+    """The abstract's claim checked on the full probe at the first training steps of full fine-tuning (Markdown);
+    given the folder's `baseline` and records with per-query correctness, each drop has its 95% interval and
+    the claim a three-way verdict against the abstract's share of the pre-trained accuracy."""
     frame = ten_step_frame(runs, k)
+    drops = evidence.early_drops(runs, baseline, k) if baseline else pd.DataFrame(columns=["probe", "step"])
     if frame.empty or by not in set(frame["step"]):
         return (f"*No full fine-tuning record here was probed with the full probe at step {by} (the preset's "
                 "`full_probe_steps`), so the claim is checked on the smaller curve probe above only.*")
@@ -571,6 +548,16 @@ def ten_step_note(runs: list[dict], k: int = 20, by: int = EARLY_STEP) -> str:
         lost = (start - early) / start
         whole = start - end
         share = ((start - early) / whole).where(whole > 0)
+        judged = drops[drops["probe"] == probe.name].set_index("step")
+        if by in judged.index and last in judged.index:
+            at, end_row = judged.loc[by], judged.loc[last]
+            lines.append(
+                f"- **{probe.name}**: {at['before']:.2f}% before training; lost by step {by}: {at['drop']:.2f} points "
+                f"[{at['low']:.2f}, {at['high']:.2f}], {at['drop'] / at['before']:.1%} of its accuracy, where the "
+                f"abstract's {ABSTRACT_SHARE:.0%} would be {ABSTRACT_SHARE * at['before']:.2f} points: the claim "
+                f"**{at['verdict']}** here; lost by step {last}: {end_row['drop']:.2f} points "
+                f"[{end_row['low']:.2f}, {end_row['high']:.2f}].")
+            continue
         text = (f"- **{probe.name}**: {start.mean():.2f}% before training, "
                 f"{early.mean():.2f}% after step {by} (seeds {early.min():.2f} to {early.max():.2f}) and "
                 f"{end.mean():.2f}% after step {last}: {lost.mean():.1%} of its accuracy lost by step {by} "
@@ -580,6 +567,7 @@ def ten_step_note(runs: list[dict], k: int = 20, by: int = EARLY_STEP) -> str:
             text += f", and {share.mean():.0%} of the run's whole drop of {whole.mean():.2f} points"
         lines.append(text + ".")
     seeds = frame["seed"].nunique()
+    intervals = " Brackets: 95% paired bootstrap intervals over the probe's queries and the seeds." if len(drops) else ""
     return (f"Full fine-tuning probed with the final, full-size probes after steps "
             f"{', '.join(str(s) for s in sorted(set(frame['step'])) if 0 < s <= by)} ({seeds} seed(s); step 0 is "
-            f"the pre-trained backbone itself):\n\n" + "\n".join(lines))
+            f"the pre-trained backbone itself).{intervals}\n\n" + "\n".join(lines))

@@ -284,8 +284,9 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: mean over seeds (± standard deviation where there are several).
 
     Every probe of the pre-training domain side by side, each as its accuracy after fine-tuning and
-    its drop from the pre-trained backbone: the k-NN probe (the paper's), the linear head, and the
-    instance-retrieval probe where the records carry it.
+    its drop from the pre-trained backbone: the k-NN probe (the paper's), the linear head (and, where the
+    records carry it, the drop of a head re-fitted on each run's own features), and the instance-retrieval
+    probe where the records carry it.
     """
     from .plots import INSTANCE, label_summary, measured
 
@@ -307,6 +308,8 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         "linear-head probe (%)": cell("linear_head_after"),
         "linear-head drop (points)": cell("linear_head_drop"),
     }
+    if "linear_head_refit_drop" in frame and frame["linear_head_refit_drop"].notna().all():
+        columns["re-fitted head drop (points)"] = cell("linear_head_refit_drop")
     if measured(frame, INSTANCE):
         columns |= {f"instance retrieval (%), k={HEADLINE_K}": cell(INSTANCE.accuracy),
                     "instance drop (points)": cell(INSTANCE.drop)}

@@ -67,7 +67,10 @@ class Interval:
         return INCONCLUSIVE
 
     def __str__(self) -> str:
-        return f"{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
+        def points(value: float) -> str:
+            return f"{round(value, 2) + 0.0:.2f}"  # never "-0.00"
+
+        return f"{points(self.estimate)} [{points(self.low)}, {points(self.high)}]"
 
 
 def _as_matrix(runs) -> np.ndarray:
@@ -104,13 +107,38 @@ def _interval(point: float, draws: np.ndarray, level: float, resamples: int, see
     return Interval(float(point), float(low), float(high), level, resamples, seed, seeds, float(p))
 
 
+class Paired:
+    """Every configuration's accuracy under one shared set of bootstrap resamples (`_resampled_means`), so
+    that any difference between two of them is a paired comparison and many differences cost one bootstrap.
+    `matrices` maps a name to one correctness array per seed, all on the same queries."""
+
+    def __init__(self, matrices: dict, *, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL):
+        self.names = list(matrices)
+        self.matrices = [_as_matrix(matrices[name]) for name in self.names]
+        self.resamples, self.seed, self.level = resamples, seed, level
+        self.means = _resampled_means(self.matrices, resamples, seed)
+
+    def _column(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"no correctness for {name!r}; have: {', '.join(self.names)}") from None
+
+    def difference(self, first: str, second: str) -> Interval:
+        """How much more `first` forgets than `second`: the accuracy of `second` minus that of `first` (points)."""
+        i, j = self._column(first), self._column(second)
+        a, b = self.matrices[i], self.matrices[j]
+        point = b.mean(axis=1).mean() * 100 - a.mean(axis=1).mean() * 100
+        return _interval(point, self.means[:, j] - self.means[:, i], self.level, self.resamples, self.seed,
+                         (a.shape[0], b.shape[0]))
+
+
 def drop_interval(before, after, *, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> Interval:
     """The drop (points) from `before` (the pre-trained backbone's correctness) to `after` (one array
     per seed of the fine-tuned configuration), with its paired bootstrap interval."""
-    before, after = _as_matrix(before), _as_matrix(after)
-    point = before.mean() * 100 - after.mean(axis=1).mean() * 100
-    means = _resampled_means([before, after], resamples, seed)
-    return _interval(point, means[:, 0] - means[:, 1], level, resamples, seed, (after.shape[0],))
+    paired = Paired({"before": before, "after": after}, resamples=resamples, seed=seed, level=level)
+    found = paired.difference("after", "before")
+    return Interval(found.estimate, found.low, found.high, level, resamples, seed, found.seeds[:1], found.p_value)
 
 
 def difference_interval(first, second, *, resamples: int = RESAMPLES, seed: int = SEED,
@@ -118,10 +146,8 @@ def difference_interval(first, second, *, resamples: int = RESAMPLES, seed: int 
     """How much more `first` forgets than `second` (points; both drops are from the same backbone, so
     this is the accuracy of `second` minus that of `first`), each given as one correctness array per
     seed, on the same queries."""
-    first, second = _as_matrix(first), _as_matrix(second)
-    point = second.mean(axis=1).mean() * 100 - first.mean(axis=1).mean() * 100
-    means = _resampled_means([first, second], resamples, seed)
-    return _interval(point, means[:, 1] - means[:, 0], level, resamples, seed, (first.shape[0], second.shape[0]))
+    return Paired({"first": first, "second": second}, resamples=resamples, seed=seed,
+                  level=level).difference("first", "second")
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
