@@ -280,6 +280,14 @@ def test_notes_work_on_real_records(smoke_results, monkeypatch):
     assert "LoRA r=8" in findings.lora_note(frame) and "Block exp. p=2" in findings.budget_note(frame)
 
 
+def curves_of(steps_knn: dict[str, list[tuple]]) -> pd.DataFrame:
+    """Forgetting curves from (step, k-NN) points, or (step, k-NN, linear head) ones."""
+    rows = [{"run": f"{label}_seed0", "label": label, "family": "standard", "seed": 0, "step": point[0], "k": 20,
+             "knn": point[1]} | ({"linear_head": point[2]} if len(point) > 2 else {})
+            for label, points in steps_knn.items() for point in points]
+    return pd.DataFrame(rows)
+
+
 def test_early_forgetting_apportions_the_drop_to_the_first_steps():
     curves = curves_of({"Full": [(0, 60.0), (1, 50.0), (5, 40.0), (20, 38.0), (300, 35.0)],
                         "Linear": [(0, 60.0), (10, 60.0), (300, 60.0)]})

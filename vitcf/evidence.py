@@ -26,6 +26,7 @@ from .uncertainty import (
     SEED,
     Interval,
     Paired,
+    bracket,
     drop_interval,
     holm,
     unpack,
@@ -114,8 +115,7 @@ def drop_cells(table: pd.DataFrame) -> pd.DataFrame:
     """`drop_table` as one row per configuration and one column per probe: "drop [low, high]" (points)."""
     if table.empty:
         return pd.DataFrame()
-    cells = table.assign(cell=[str(Interval(d, lo, hi, LEVEL, RESAMPLES, SEED, (), 1.0))
-                               for d, lo, hi in zip(table["drop"], table["low"], table["high"])])
+    cells = table.assign(cell=[bracket(d, lo, hi) for d, lo, hi in zip(table["drop"], table["low"], table["high"])])
     wide = cells.pivot(index="label", columns="probe", values="cell")
     wide = wide.reindex(index=list(dict.fromkeys(table["label"])), columns=list(dict.fromkeys(table["probe"])))
     wide.columns = [f"{probe} drop (points)" for probe in wide.columns]

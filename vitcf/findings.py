@@ -19,6 +19,7 @@ from . import evidence
 from .backbones import create_backbone, get_spec
 from .methods import make_method
 from .plots import HEAD, INSTANCE, KNN, PROBES, has_head, label_summary, measured as is_measured, rank_methods
+from .uncertainty import bracket
 
 WEIGHTS = tuple(i / 20 for i in range(21))  # the chart's slider positions: 0, 0.05, ..., 1
 
@@ -552,11 +553,10 @@ def ten_step_note(runs: list[dict], k: int = 20, by: int = EARLY_STEP, baseline:
         if by in judged.index and last in judged.index:
             at, end_row = judged.loc[by], judged.loc[last]
             lines.append(
-                f"- **{probe.name}**: {at['before']:.2f}% before training; lost by step {by}: {at['drop']:.2f} points "
-                f"[{at['low']:.2f}, {at['high']:.2f}], {at['drop'] / at['before']:.1%} of its accuracy, where the "
-                f"abstract's {ABSTRACT_SHARE:.0%} would be {ABSTRACT_SHARE * at['before']:.2f} points: the claim "
-                f"**{at['verdict']}** here; lost by step {last}: {end_row['drop']:.2f} points "
-                f"[{end_row['low']:.2f}, {end_row['high']:.2f}].")
+                f"- **{probe.name}**: {at['before']:.2f}% before training; lost by step {by}: {bracket(at['drop'], at['low'], at['high'])} "
+                f"points, {round(at['drop'] / at['before'], 3) + 0.0:.1%} of its accuracy, where the abstract's "
+                f"{ABSTRACT_SHARE:.0%} would be {ABSTRACT_SHARE * at['before']:.2f} points: the claim "
+                f"**{at['verdict']}** here; lost by step {last}: {bracket(end_row['drop'], end_row['low'], end_row['high'])} points.")
             continue
         text = (f"- **{probe.name}**: {start.mean():.2f}% before training, "
                 f"{early.mean():.2f}% after step {by} (seeds {early.min():.2f} to {early.max():.2f}) and "

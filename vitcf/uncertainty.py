@@ -67,10 +67,15 @@ class Interval:
         return INCONCLUSIVE
 
     def __str__(self) -> str:
-        def points(value: float) -> str:
-            return f"{round(value, 2) + 0.0:.2f}"  # never "-0.00"
+        return bracket(self.estimate, self.low, self.high)
 
-        return f"{points(self.estimate)} [{points(self.low)}, {points(self.high)}]"
+
+def bracket(estimate: float, low: float, high: float) -> str:
+    """"estimate [low, high]" in points, two decimals, never "-0.00"."""
+    def points(value: float) -> str:
+        return f"{round(value, 2) + 0.0:.2f}"
+
+    return f"{points(estimate)} [{points(low)}, {points(high)}]"
 
 
 def _as_matrix(runs) -> np.ndarray:
