@@ -269,21 +269,21 @@ def pairwise_chart(frame: pd.DataFrame, labels: list[str]):
     metrics = list(dict.fromkeys(frame["metric"]))
     pick = alt.param(METRIC_PARAM, value=metrics[0],
                      bind=alt.binding_select(options=metrics, name="Compare by "))
-    limit = float(np.nanmax(np.abs(frame["difference"]))) or 1.0
     base = alt.Chart(frame).transform_filter(alt.datum.metric == pick).encode(
         x=alt.X("b:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-45)),
         y=alt.Y("a:N", sort=labels, title=None),
     )
     cells = base.mark_rect().encode(
-        color=alt.Color("difference:Q", title="row − column", scale=alt.Scale(scheme="redblue", domain=[-limit, limit],
-                                                                             reverse=True),
+        # the scale follows the picked measure (its own range, white at 0): a k-NN drop's few points stay visible
+        color=alt.Color("difference:Q", title="row − column (points)",
+                        scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0),
                         legend=alt.Legend(orient="bottom", gradientLength=200)),
         opacity=alt.condition(alt.datum.differs, alt.value(1.0), alt.value(0.35)),
         tooltip=["a", "b", alt.Tooltip("difference:Q", format=".2f"), alt.Tooltip("low:Q", format=".2f"),
                  alt.Tooltip("high:Q", format=".2f"), alt.Tooltip("p_holm:Q", format=".3f", title="p (Holm)")],
     )
     text = base.mark_text(fontSize=9).encode(text="text:N")
-    side = 30 * len(labels)
+    side = 26 * len(labels)  # ten configurations fit a phone's width with their names
     return (cells + text).add_params(pick).properties(width=side, height=side, name="pairwise")
 
 
