@@ -132,7 +132,7 @@ def test_the_results_table_is_the_records(book):
         assert line in text, line
     assert "randomly initialised micro ViT" in text
     # every pair compared with intervals, corrected for the number of pairs, and each drop with its interval
-    assert " ".join(evidence.pairwise_note(core).split()) in text
+    assert " ".join(evidence.pairwise_note(evidence.pairwise_frame(core)).split()) in text
     baseline = records.read_json(html.parents[2] / "results" / "smoke" / "baseline.json")
     cells = evidence.drop_cells(evidence.drop_table(core, baseline))
     assert cells.loc["Linear", "k-NN drop (points)"] == "0.00 [0.00, 0.00]"  # a frozen backbone: exactly nothing

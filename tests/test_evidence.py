@@ -102,7 +102,7 @@ def test_pairwise_holm_marks_only_real_differences():
     assert len(frame) == 2 * 2 * 10  # both orientations of every pair, per metric
     spec = evidence.pairwise_chart(frame, evidence._ordered(runs, {r["label"] for r in runs})).to_dict()
     assert spec["params"][0]["name"] == evidence.METRIC_PARAM
-    assert "holds after Holm's correction" in evidence.pairwise_note(runs)
+    assert "holds after Holm's correction" in evidence.pairwise_note(frame)
 
 
 def test_the_ten_step_drop_is_judged_against_the_abstract_share():

@@ -114,7 +114,11 @@ def accuracy(
 ) -> float:
     """Top-1 accuracy, in percent, of `model`'s logits (argmax; ties go to the lowest class index);
     see `top1_correct`."""
-    hits = top1_correct(model, batches, transform, device=device, progress=progress)
+    return percent(top1_correct(model, batches, transform, device=device, progress=progress))
+
+
+def percent(hits: torch.Tensor) -> float:
+    """The share of True in a boolean per-query tensor, in percent (an accuracy from its correctness)."""
     return 100.0 * int(hits.sum()) / len(hits)
 
 
@@ -229,7 +233,7 @@ def knn_accuracy(
     """DINO's weighted k-NN: top-1 accuracy (percent) per k; see `knn_correct` for the rule."""
     correct = knn_correct(bank_features, bank_labels, query_features, query_labels, ks=ks,
                           temperature=temperature, num_classes=num_classes, chunk_size=chunk_size)
-    return {k: 100.0 * int(hits.sum()) / len(hits) for k, hits in correct.items()}
+    return {k: percent(hits) for k, hits in correct.items()}
 
 
 def knn_correct(
@@ -391,8 +395,7 @@ def fit_linear_head(
 
 def linear_head_accuracy(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy (percent) of `head` on `features` (argmax; ties go to the lowest class index)."""
-    hits = linear_head_correct(head, features, labels)
-    return 100.0 * int(hits.sum()) / len(hits)
+    return percent(linear_head_correct(head, features, labels))
 
 
 @torch.no_grad()

@@ -130,8 +130,6 @@ CLAIM_BLOCKS_KEEP = "Every block expansion forgets less than every LoRA"
 CLAIM_LORA_MATCHES = "LoRA reaches Full fine-tuning's new-domain accuracy or better"
 CLAIM_BLOCKS_MATCH = "Block expansion reaches Full fine-tuning's new-domain accuracy or better"
 CLAIM_LINEAR_LEAST = "Linear fine-tuning learns the new domain least"
-CLAIMS = (CLAIM_FULL_MOST, CLAIM_BLOCKS_KEEP, CLAIM_LORA_MATCHES, CLAIM_BLOCKS_MATCH, CLAIM_LINEAR_LEAST)
-FORGETTING_CLAIMS = (CLAIM_FULL_MOST, CLAIM_BLOCKS_KEEP)
 
 
 def _all_of(comparisons: dict[tuple[str, str], Interval]) -> tuple[str, tuple[str, str], Interval]:
@@ -164,7 +162,7 @@ def _families(runs: list[dict]) -> dict[str, list[str]]:
 def claim_intervals(runs: list[dict], probe: str = KNN.name, k: int = 20) -> list[dict]:
     """The paper's headline claims tested on `runs` with intervals, the forgetting claims by `probe`:
     [{"claim", "verdict" (holds / does not hold / inconclusive, or None when the records lack what it
-    needs), "effect" (points), "low", "high", "evidence"}], in `CLAIMS` order."""
+    needs), "effect" (points), "low", "high", "evidence"}], in the order of the CLAIM_* texts above."""
     if probe not in KEYS or probe == NEW_DOMAIN:
         raise ValueError(f"unknown probe {probe!r}; allowed: {', '.join(k for k in KEYS if k != NEW_DOMAIN)}")
     forgetting, learning = correctness(runs, probe, k), correctness(runs, NEW_DOMAIN, k)
@@ -287,13 +285,11 @@ def pairwise_chart(frame: pd.DataFrame, labels: list[str]):
     return (cells + text).add_params(pick).properties(width=side, height=side, name="pairwise")
 
 
-def pairwise_note(runs: list[dict], k: int = 20) -> str:
-    """How many pairs differ after Holm's correction, per metric (Markdown)."""
+def pairwise_note(frame: pd.DataFrame) -> str:
+    """How many pairs differ after Holm's correction, per metric, from `pairwise_frame`'s rows (Markdown)."""
     parts = []
-    for what, title in PAIRWISE_METRICS.items():
-        pairs = pairwise(runs, what, k)
-        if not pairs.empty:
-            parts.append(f"{int(pairs['differs'].sum())} of {len(pairs)} pairs by {title.split(':')[0]}")
+    for title, pairs in frame.groupby("metric", sort=False):  # each pair is there in both orientations
+        parts.append(f"{int(pairs['differs'].sum()) // 2} of {len(pairs) // 2} pairs by {title.split(':')[0]}")
     if not parts:
         return ("*These records carry no per-query correctness, so no pair of configurations can be compared "
                 "with intervals; `vitcf sweep` records it in every new run.*")
@@ -309,7 +305,8 @@ ABSTRACT_SHARE = 0.7  # the abstract: full fine-tuning "loses over 70% accuracy 
 def early_drops(runs: list[dict], baseline: dict | None, k: int = 20, label: str = "Full",
                 probes=(KNN.name, HEAD.name, INSTANCE.name)) -> pd.DataFrame:
     """`label`'s drop at each step of the full probe (`metrics.full_probe_over_steps`) and at the run's end,
-    per probe, with intervals; `lost_share_low`/`high` is the interval as a share of the pre-trained accuracy."""
+    per probe, with intervals (`before`: the pre-trained accuracy) and the verdict of "over 70% of `before`
+    lost" (`ABSTRACT_SHARE`) at that step."""
     rows = []
     chosen = [r for r in runs if r["label"] == label and r["metrics"].get("full_probe_over_steps")]
     for what in probes:

@@ -30,6 +30,7 @@ from .evaluate import (
     forgetting,
     knn_correct,
     linear_head_correct,
+    percent,
     top1_correct,
 )
 from .methods import make_method
@@ -128,10 +129,6 @@ def fit_head(feats: dict) -> torch.nn.Linear:
                            weight_decay=LINEAR_HEAD_DECAY, seed=PROBE_SEED)
 
 
-def _percent(hits: torch.Tensor) -> float:
-    return 100.0 * int(hits.sum()) / len(hits)
-
-
 def probe_scores(probe: Probe, model, head: torch.nn.Linear | None, device, progress, *,
                  correct: bool = False, refit: bool = False) -> dict:
     feats = probe.features(model, device, progress)
@@ -151,7 +148,7 @@ def scores_of(feats: dict, preset: Preset, head: torch.nn.Linear | None, device,
         hits["linear_head_refit"] = linear_head_correct(fit_head(feats), *feats["queries"])
     if "instance_bank" in feats:
         hits["instance"] = knn_hits(feats, preset.knn_ks, device, prefix="instance_")
-    scores = {name: ({k: _percent(v) for k, v in h.items()} if isinstance(h, dict) else _percent(h))
+    scores = {name: ({k: percent(v) for k, v in h.items()} if isinstance(h, dict) else percent(h))
               for name, h in hits.items()}
     if correct:
         scores["correct"] = {name: ({str(k): pack(v.numpy()) for k, v in h.items()} if isinstance(h, dict)
@@ -487,8 +484,7 @@ def trained_or_loaded(plan: RunPlan, *, progress: bool = True) -> Trained:
 
 def new_domain_accuracy(preset: Preset, model: torch.nn.Module, new_test: ImageSet, device) -> float:
     """Top-1 accuracy of `model` on the new domain's test split, with the evaluation input."""
-    hits = new_domain_correct(preset, model, new_test, device)
-    return 100.0 * int(hits.sum()) / len(hits)
+    return percent(new_domain_correct(preset, model, new_test, device))
 
 
 def new_domain_correct(preset: Preset, model: torch.nn.Module, new_test: ImageSet, device) -> torch.Tensor:
@@ -521,7 +517,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
     # --- evaluation ----------------------------------------------------------------------------
     evaluating = time.perf_counter()
     test_correct = new_domain_correct(preset, model, trained.new_test, device)
-    test_accuracy = _percent(test_correct)
+    test_accuracy = percent(test_correct)
     after = probe_scores(probe, model, head, device, progress, correct=True, refit=True)
     cka = representation_drift(plan, probe, model)
     eval_seconds = time.perf_counter() - evaluating
