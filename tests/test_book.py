@@ -111,7 +111,7 @@ def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
     assert f"Numbers on this page: {len(found['rates'])} run record(s) of the smoke preset" in text
     spec = get_preset("smoke")
     rates, schedule = (axes.axes_frame(found[grid], spec) for grid in ("rates", "schedule"))
-    for note in (axes.learning_note(rates), axes.rates_note(rates), axes.schedule_note(schedule, rates),
+    for note in (axes.learning_note(rates), axes.rates_note(axes.claims_by_rate(rates)), axes.schedule_note(schedule, rates),
                  axes.grids_note(spec)):
         for line in note.splitlines():
             assert " ".join(line.lstrip("- ").replace("**", "").replace("*", "").replace("`", "").split()) in text, line

@@ -123,6 +123,15 @@ def drop_cells(table: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def gap(runs: list[dict], what: str, first: str, second: str, k: int = 20) -> Interval | None:
+    """Accuracy of configuration `first` minus that of `second` on `what` (points), with its paired
+    interval; None when either has no per-query correctness in `runs`."""
+    matrices = correctness([r for r in runs if r["label"] in (first, second)], what, k)
+    if first not in matrices or second not in matrices:
+        return None
+    return Paired(matrices).difference(second, first)
+
+
 # --- the paper's claims with intervals ---------------------------------------------------------------
 
 CLAIM_FULL_MOST = "Full fine-tuning forgets the pre-training domain the most"

@@ -278,11 +278,13 @@ def early_forgetting_note(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STE
     return text
 
 
-def design_note(frame: pd.DataFrame) -> str:
+def design_note(frame: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> str:
     """Along each recorded axis of the design space: the range of the accuracies and how each probe's
     pre-training-domain accuracy moves with the axis (Spearman rank correlation), as Markdown bullets.
 
-    `frame` is `vitcf.plots.design_frame`'s (means over seeds).
+    `frame` is `vitcf.plots.design_frame`'s (means over seeds). With `runs` (the design records), each
+    probe's gap between the value that kept most and the one that kept least comes with its paired
+    bootstrap interval (`vitcf.evidence`), where the records carry per-query correctness.
     """
     from scipy.stats import spearmanr
 
@@ -295,14 +297,17 @@ def design_note(frame: pd.DataFrame) -> str:
             continue
         learnt = rows.loc[rows["new_domain_accuracy"].idxmax()]
         name = axis.split(":")[0] + ("" if series == "-" else f" ({series})")
+        ends = [r for r in runs or () if r["label"] in set(rows["label"])]
         kept, trends = [], []
         for probe in PROBES:
             if probe.accuracy not in rows.columns or rows[probe.accuracy].isna().any():
                 continue
             best = rows.loc[rows[probe.accuracy].idxmax()]
             worst = rows.loc[rows[probe.accuracy].idxmin()]
+            gap = evidence.gap(ends, probe.name, best["label"], worst["label"], k) if ends else None
             kept.append(f"at {best['value']} ({best[probe.accuracy]:.2f}%) and least at {worst['value']} "
-                        f"({worst[probe.accuracy]:.2f}%) by {probe.words}")
+                        f"({worst[probe.accuracy]:.2f}%) by {probe.words}"
+                        + ("" if gap is None else f" (gap {gap} points{'' if gap.low > 0 else ': no clear gap'})"))
             if len(rows) >= 3 and rows[probe.accuracy].nunique() > 1:
                 rho = spearmanr(rows["value"], rows[probe.accuracy]).statistic
                 trends.append(f"the {probe.adjective} accuracy {'rises' if rho > 0 else 'falls'} as the "
