@@ -101,7 +101,7 @@ def test_pairwise_holm_marks_only_real_differences():
     frame = evidence.pairwise_frame(runs)
     assert set(frame["metric"]) == {evidence.PAIRWISE_METRICS[evidence.NEW_DOMAIN], evidence.PAIRWISE_METRICS["k-NN"]}
     assert len(frame) == 2 * 2 * 10  # both orientations of every pair, per metric
-    spec = evidence.pairwise_chart(frame, evidence._ordered(runs, {r["label"] for r in runs})).to_dict()
+    spec = evidence.pairwise_chart(frame, evidence.ordered(runs, {r["label"] for r in runs})).to_dict()
     assert spec["params"][0]["name"] == evidence.METRIC_PARAM
     assert "holds after Holm's correction" in evidence.pairwise_note(frame)
 

@@ -455,9 +455,11 @@ def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None, runs: list[dict
     return table
 
 
-def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> str:
+def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | None = None, k: int = 20,
+                   brief: bool = False) -> str:
     """Where our runs agree with the paper's claims and where they do not, by each probe (Markdown); an
-    inconclusive verdict of ours is counted apart, neither as agreement nor as disagreement."""
+    inconclusive verdict of ours is counted apart, neither as agreement nor as disagreement. `brief`:
+    the counts by the k-NN probe only, in one sentence."""
     table = claims_table(paper, ours, runs, k)
 
     def differ(column: str) -> pd.DataFrame:
@@ -473,7 +475,9 @@ def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | N
     counts = {v: int((table[OURS_KNN] == v).sum()) for v in (evidence.HOLDS, evidence.FAILS, evidence.INCONCLUSIVE)}
     text = (f"Of the paper's {len(table)} headline claims tested here, our runs agree on {len(same)} by "
             f"{KNN.words}, the one the paper used (ours: {counts[evidence.HOLDS]} hold, {counts[evidence.FAILS]} "
-            f"do not hold, {counts[evidence.INCONCLUSIVE]} inconclusive)")
+            f"{'does' if counts[evidence.FAILS] == 1 else 'do'} not hold, {counts[evidence.INCONCLUSIVE]} inconclusive)")
+    if brief:
+        return text + "."
     if not differ(OURS_KNN).empty:
         text += ". They disagree on: " + listed(differ(OURS_KNN), OURS_KNN, "our numbers, k-NN")
     if not open_.empty:
@@ -485,8 +489,10 @@ def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | N
         tested = table[~table[column].isin(["-", NOT_A_PROBE])]
         if tested.empty:
             continue
-        text += (f" The paper reports no {probe.adjective} probe; by ours, {len(tested) - len(differ(column))} of its "
-                 f"{len(tested)} claims about forgetting come out as in the paper")
+        agree = int((tested[column] == tested[PAPER_VERDICT]).sum())
+        unsure = int((tested[column] == evidence.INCONCLUSIVE).sum())
+        text += (f" The paper reports no {probe.adjective} probe; by ours, {agree} of its {len(tested)} claims about "
+                 f"forgetting come out as in the paper" + (f" and {unsure} inconclusive" if unsure else ""))
         if not differ(column).empty:
             text += ", and these do not: " + listed(differ(column), column, f"our numbers, {probe.name}")
         text += "."

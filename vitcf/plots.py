@@ -626,8 +626,22 @@ def write_vega_bundle(static_dir: str | os.PathLike) -> Path:
     The write goes through a temporary file and a rename, so a crash never leaves half a script
     (and a parallel build never reads one).
     """
-    path = Path(static_dir) / BUNDLE_NAME
-    text = _vega_bundle()
+    return _write_static(Path(static_dir) / BUNDLE_NAME, _vega_bundle())
+
+
+# Every chart fits the page's column, at any window width: a chart drawn wider than its column is
+# scaled down as a whole (an SVG with a viewBox keeps its proportions), never clipped or scrolled; its
+# sliders and dropdowns are HTML below it and wrap.
+CHART_CSS_NAME = "vitcf-charts.css"
+CHART_CSS = f""".{CHART_CLASS} {{ max-width: 100%; box-sizing: border-box; }}
+.{CHART_CLASS} .chart-wrapper {{ max-width: 100%; }}
+.{CHART_CLASS} svg.marks {{ max-width: 100%; height: auto; }}
+.{CHART_CLASS} .vega-bindings {{ display: flex; flex-wrap: wrap; gap: 0.2em 1em; }}
+"""
+
+
+def _write_static(path: Path, text: str) -> Path:
+    """Write `text` to `path` atomically (a temporary file, then a rename); an identical file is left as is."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -700,6 +714,7 @@ def embed(chart):
 def _bundle_into_build(app) -> None:
     if app.builder.format == "html":
         write_vega_bundle(Path(app.outdir) / "_static")
+        _write_static(Path(app.outdir) / "_static" / CHART_CSS_NAME, CHART_CSS)
 
 
 def _bundle_where_charts_are(app, pagename, templatename, context, doctree) -> None:
@@ -717,6 +732,7 @@ def setup(app) -> dict:
     """
     app.connect("builder-inited", _bundle_into_build)
     app.connect("html-page-context", _bundle_where_charts_are)
+    app.add_css_file(CHART_CSS_NAME)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
