@@ -17,7 +17,7 @@ SWEEP_FLAGS ?= --executor local --jobs $(JOBS)
 NO_WEIGHTS = echo "make $@: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
 	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (about 80 min on 2 CPU cores)"
 
-.PHONY: book extended axes glyphs-axes params test clean data fonts browser tools
+.PHONY: book extended axes glyphs-axes glyphs-extended params test clean data fonts browser tools
 
 # Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
 # on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
@@ -100,6 +100,15 @@ glyphs-axes: $(STAMP) data fonts
 	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
 	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid schedule $(SWEEP_FLAGS)
 	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid rates --seeds 0 1 2 $(SWEEP_FLAGS)
+
+## The far new domain's design space (seed 0) and its analyses (reversibility and interpolation side by
+# side, one thread each), as `make extended` for digits; every step skips what is recorded.
+glyphs-extended: $(STAMP) data fonts
+	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid design $(SWEEP_FLAGS)
+	OMP_NUM_THREADS=1 $(VENV)/bin/vitcf analyse --preset mini-glyphs --only reversibility --quiet & \
+	OMP_NUM_THREADS=1 $(VENV)/bin/vitcf analyse --preset mini-glyphs --only interpolation --quiet; \
+	status=$$?; wait $$! || status=$$?; exit $$status
 
 params: $(STAMP)
 	$(VENV)/bin/vitcf params

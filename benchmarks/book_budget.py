@@ -62,7 +62,13 @@ def timed(name: str, commands: list[list[str]], env: dict) -> dict:
     if failed:
         raise SystemExit(f"book_budget: {name} failed after {seconds:.0f} s: " + "\n".join(failed))
     print(f"   {seconds:.1f} s", flush=True)
-    return {"step": name, "command": " & ".join(" ".join(c) for c in commands), "seconds": round(seconds, 1)}
+    return {"step": name, "command": shown(" & ".join(" ".join(c) for c in commands)), "seconds": round(seconds, 1)}
+
+
+def shown(command: str) -> str:
+    """`command` as the budget record keeps it: paths inside the checkout relative to it, so the record
+    reads the same whichever machine measured it."""
+    return command.replace(f"{REPO}/", "").replace(str(REPO), ".")
 
 
 # The grids (and seeds) a job sweeps, where the folder may hold other grids' records beside them.
@@ -92,7 +98,7 @@ def reused_steps(job: str, root: Path) -> list[dict]:
         return []
     book = REPO / "benchmarks" / "results" / "book_budget.json"
     done = json.loads(book.read_text()) if book.is_file() else {}
-    if job == "extended" and done.get("results_root") and Path(done["results_root"]).resolve() == root:
+    if job == "extended" and done.get("results_root") and (REPO / done["results_root"]).resolve() == root:
         sweep = next(step for step in done["steps"] if step["step"] == "mini sweep")
         return [{**sweep, "step": "mini sweep, seed 0", "timed_by": "the book job (benchmarks/results/book_budget.json)"}]
     raise SystemExit(f"book_budget: {mini} already holds records; a budget is measured from an empty folder")
@@ -217,7 +223,7 @@ def main() -> int:
                    + (" --stand-in" if args.stand_in else ""),
         "job": f"make {args.job}",
         "weights": "random-init stand-in" if args.stand_in else os.path.relpath(weights, REPO),
-        "results_root": None if args.results_root is None else str(args.results_root),
+        "results_root": None if args.results_root is None else shown(str(args.results_root.resolve())),
         "steps": steps,
         **({"axis_runs": axis_runs} if axis_runs is not None else {}),
         "total_seconds": round(total, 1),

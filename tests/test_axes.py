@@ -66,7 +66,7 @@ def test_a_claim_the_rate_decides_is_told_from_one_the_method_decides(rates):
     assert table.loc[most, ("k-NN", "the paper's rates")] == "holds"  # Full at 0.005 (9.5), blocks at 0.05 (7.5)
     least = "Linear fine-tuning learns the new domain least"
     assert set(table.loc[least, "k-NN"].tolist()) == {"holds"}
-    note = axes.rates_note(rates)
+    note = axes.rates_note(axes.claims_by_rate(rates))
     assert f"*{most}* (k-NN probe): holds at the paper's rates; holds at 0.005 but not at 0.05: " \
            "the rate decides it." in note
     assert f"*{least}* (the new domain alone): holds at the paper's rates; holds at every common rate: the method " \
@@ -82,7 +82,7 @@ def test_the_linear_head_claims_read_the_linear_head(rates):
     assert table.loc[most, ("linear head", "all at 0.05")] == "does not hold"  # blocks 43 > Full 33
     least = "Linear fine-tuning learns the new domain least"  # the new domain alone: no probe enters
     assert set(table.loc[least, "linear head"]) == {"n/a"}
-    note = axes.rates_note(rates)
+    note = axes.rates_note(axes.claims_by_rate(rates))
     assert f"*{least}* (the new domain alone)" in note and f"*{least}* (linear head probe)" not in note
     assert f"*{most}* (linear head probe): does not hold at the paper's rates; holds at 0.005 but not at 0.05" in note
 
@@ -187,3 +187,34 @@ def test_the_budget_note_reads_the_benchmark_record(tmp_path):
     note = axes.budget_note(tmp_path)
     assert "took 35.0 min on 2 cores (mini schedule axis 1200 s; mini rate axis 900 s)" in note
     assert "target of 45 min: met" in note and "planned 71 runs, of which 0 were recorded" in note
+
+
+def test_with_per_query_correctness_a_close_claim_is_inconclusive_and_the_note_says_so():
+    import numpy as np
+
+    from vitcf.uncertainty import pack
+
+    def hits(accuracy, seed):
+        out = np.zeros(2000, dtype=bool)
+        out[np.random.default_rng(seed).permutation(2000)[:round(accuracy * 20)]] = True
+        return pack(out)
+
+    runs = rate_records()
+    for run in runs:  # LoRA at 0.05 learns as much as Full there: 91.5 on average
+        if run["label"] == "LoRA r=8" and run["config"]["train"]["lr"] == 0.05:
+            run["metrics"]["new_domain_accuracy"] = 91 + run["seed"]
+    for i, run in enumerate(runs):  # the k-NN probe's and the new domain's right answers, as the means say
+        m = run["metrics"]
+        m["correct"] = {"knn": {"20": hits(m["knn"]["20"], i)}, "new_domain": hits(m["new_domain_accuracy"], 100 + i)}
+    frame = axes.axes_frame(runs, get_preset("smoke"))
+    table = axes.claims_by_rate(frame, runs)
+    most = "Full fine-tuning forgets the pre-training domain the most"
+    assert table.loc[most, ("k-NN", "all at 0.005")] == "holds"  # Full drops 9.5 points, the next one 1.5
+    lora = "LoRA reaches Full fine-tuning's new-domain accuracy or better"
+    assert table.loc[lora, ("k-NN", "all at 0.05")] == "inconclusive"  # a tie, on 2 seeds x 2,000 images
+    assert table.loc[lora, ("linear head", "all at 0.05")] == "n/a"
+    assert table.loc[most, ("linear head", "all at 0.005")] == "holds"  # no head correctness: the means decide
+    note = axes.rates_note(table)
+    assert f"*{lora}* (the new domain alone): does not hold at the paper's rates; does not hold at 0.005 and is " \
+           "inconclusive at 0.05: the method decides it wherever the records can tell." in note
+    assert axes.claims_by_rate(frame).loc[lora, ("k-NN", "all at 0.05")] == "holds"  # means only: 91.5 >= 91.5

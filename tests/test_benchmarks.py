@@ -293,3 +293,13 @@ def test_the_glyph_budget_refuses_a_folder_holding_its_own_runs_but_not_the_axes
     assert budget.already_recorded("glyphs", folder) == ["lora_r8_seed2.json", "baseline.json"]
     with pytest.raises(SystemExit, match="already holds lora_r8_seed2.json, baseline.json; a budget is measured"):
         budget.reused_steps("glyphs", tmp_path)
+
+
+def test_budget_records_name_paths_inside_the_checkout_relative_to_it():
+    spec = importlib.util.spec_from_file_location("book_budget", REPO / "benchmarks" / "book_budget.py")
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    command = f"{REPO}/.venv/bin/vitcf sweep --preset mini --results-dir {REPO}/results/mini"
+    assert budget.shown(command) == ".venv/bin/vitcf sweep --preset mini --results-dir results/mini"
+    assert budget.shown(f"jupyter-book build {REPO} -W") == "jupyter-book build . -W"
+    assert budget.shown("/tmp/elsewhere/x") == "/tmp/elsewhere/x"

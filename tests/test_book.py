@@ -111,7 +111,7 @@ def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
     assert f"Numbers on this page: {len(found['rates'])} run record(s) of the smoke preset" in text
     spec = get_preset("smoke")
     rates, schedule = (axes.axes_frame(found[grid], spec) for grid in ("rates", "schedule"))
-    for note in (axes.learning_note(rates), axes.rates_note(rates), axes.schedule_note(schedule, rates),
+    for note in (axes.learning_note(rates), axes.rates_note(axes.claims_by_rate(rates)), axes.schedule_note(schedule, rates),
                  axes.grids_note(spec)):
         for line in note.splitlines():
             assert " ".join(line.lstrip("- ").replace("**", "").replace("*", "").replace("`", "").split()) in text, line
@@ -432,3 +432,41 @@ def test_every_page_draws_its_marks_and_shows_no_python_object(book):
     assert all(m["lines"] + m["points"] + m["bars"] > 0 for m in charted)
     assert seen["notebooks/mini_study"]["marks"]["lines"] > 0  # the forgetting curves are drawn
     assert seen["book/methods"]["math"] > 0  # the methods page's formulas, typeset offline
+
+
+# How far each chart reaches past the article's column (px; 0 or less: it fits), and its drawn width.
+CHART_FIT = """() => {
+  const column = document.querySelector('article').getBoundingClientRect();
+  return Array.from(document.querySelectorAll('div.vitcf-vega svg.marks')).map(svg => {
+    const r = svg.getBoundingClientRect();
+    return {past: Math.max(r.right - column.right, column.left - r.left), width: r.width,
+            natural: Number(svg.getAttribute('width'))};
+  });
+}"""
+
+
+@needs_chromium
+def test_every_chart_fits_the_column_on_a_desktop_and_on_a_phone(book):
+    from playwright.sync_api import sync_playwright
+
+    html, _, _ = book
+    charted = [name for name in TOC_PAGES if f'class="{plots.CHART_CLASS}"' in (html / f"{name}.html").read_text()]
+    assert "book/intro" in charted and "notebooks/mini_study" in charted
+    scaled = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            for width in (1280, 400):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                for name in charted:
+                    page.goto((html / f"{name}.html").as_uri())
+                    for chart in page.locator(f"div.{plots.CHART_CLASS}").all():
+                        chart.locator("svg.marks").wait_for(timeout=20_000)
+                    for chart in page.evaluate(CHART_FIT):
+                        assert chart["past"] <= 1, (width, name, chart)
+                        assert chart["width"] > 0.3 * min(chart["natural"], 300), (width, name, chart)  # still legible
+                        scaled += chart["width"] < chart["natural"] - 1
+                page.close()
+        finally:
+            browser.close()
+    assert scaled > 0  # on a phone, at least one chart is drawn smaller than its natural width to fit

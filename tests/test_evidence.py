@@ -1,6 +1,7 @@
 """Intervals and verdicts from per-query correctness, on synthetic records whose answers are known."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from vitcf import evidence
@@ -100,7 +101,7 @@ def test_pairwise_holm_marks_only_real_differences():
     frame = evidence.pairwise_frame(runs)
     assert set(frame["metric"]) == {evidence.PAIRWISE_METRICS[evidence.NEW_DOMAIN], evidence.PAIRWISE_METRICS["k-NN"]}
     assert len(frame) == 2 * 2 * 10  # both orientations of every pair, per metric
-    spec = evidence.pairwise_chart(frame, evidence._ordered(runs, {r["label"] for r in runs})).to_dict()
+    spec = evidence.pairwise_chart(frame, evidence.ordered(runs, {r["label"] for r in runs})).to_dict()
     assert spec["params"][0]["name"] == evidence.METRIC_PARAM
     assert "holds after Holm's correction" in evidence.pairwise_note(frame)
 
@@ -132,3 +133,29 @@ def test_the_claims_table_is_three_way_where_records_carry_correctness():
     assert "[" in table.loc[evidence.CLAIM_FULL_MOST, "our numbers, k-NN"]  # the effect with its interval
     note = findings.agreement_note(paper, frame, runs)
     assert "inconclusive)" in note and "Our records cannot decide: *Full fine-tuning forgets" in note
+
+
+def test_a_gap_between_two_configurations_has_a_paired_interval():
+    runs = study(knn={"LoRA r=4": 70, "LoRA r=8": 60}, new={"LoRA r=4": 50, "LoRA r=8": 50})
+    gap = evidence.gap(runs, evidence.KNN.name, "LoRA r=4", "LoRA r=8")
+    assert gap.estimate == pytest.approx(10.0) and 5 < gap.low < 10 < gap.high < 15
+    same = evidence.gap(study(knn={"LoRA r=4": 70, "LoRA r=8": 70}, new={"LoRA r=4": 50, "LoRA r=8": 50}),
+                        evidence.KNN.name, "LoRA r=4", "LoRA r=8")
+    assert same.low < 0 < same.high
+    assert evidence.gap(runs, evidence.HEAD.name, "LoRA r=4", "LoRA r=8") is None  # no head correctness recorded
+    assert evidence.gap(runs, evidence.KNN.name, "LoRA r=4", "Full") is None
+
+
+def test_the_design_note_gives_each_axis_gap_its_interval():
+    from vitcf import findings
+
+    runs = [record("LoRA r=4", 0, 70, 50), record("LoRA r=8", 1, 69.5, 50)]  # unrelated sets of right queries
+    frame = pd.DataFrame([{"axis": "LoRA: rank r", "value": 4, "series": "q, v (paper)", "label": "LoRA r=4",
+                           "new_domain_accuracy": 50.0, "pretrain_knn": 70.0},
+                          {"axis": "LoRA: rank r", "value": 8, "series": "q, v (paper)", "label": "LoRA r=8",
+                           "new_domain_accuracy": 50.0, "pretrain_knn": 69.5}])
+    note = findings.design_note(frame, runs)
+    assert "by the k-NN probe (gap 0.50 [" in note and "points: no clear gap)" in note
+    assert "(gap" not in findings.design_note(frame)  # no records, no interval
+    nested = [record("LoRA r=4", 0, 70, 50), record("LoRA r=8", 0, 69.5, 50)]  # r=8 gets a subset of r=4's right
+    assert "by the k-NN probe (gap 0.50 [0.20, 0.85] points);" in findings.design_note(frame, nested)

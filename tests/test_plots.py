@@ -2,6 +2,7 @@
 
 import json
 import re
+import statistics
 import xml.etree.ElementTree as ET
 
 import ipywidgets as widgets
@@ -307,12 +308,19 @@ def test_the_step_slider_moves_from_probe_to_probe():
     assert list(curves["step"]) == [0, 1, 5, 50]  # probed at 0 on its own (smaller) probe: no baseline filled in
 
 
-def design_record(method, hparams, label, new, knn, lr=0.005, seed=0):
-    """A design-space record whose linear head keeps 10 points less than its k-NN probe."""
+def design_record(method, hparams, label, new, knn, lr=0.005, seed=0, instance=None):
+    """A design-space record whose linear head keeps 10 points less than its k-NN probe; `instance`, if
+    given, its instance-retrieval accuracy after fine-tuning (from INSTANCE_BASELINE)."""
+    metrics = {"new_domain_accuracy": new, "knn": {"20": knn}, "knn_baseline": {"20": BASELINE},
+               "linear_head": {"baseline": HEAD_BASELINE, "after": knn - 10}}
+    if instance is not None:
+        metrics["instance"] = {"baseline": {"20": INSTANCE_BASELINE}, "after": {"20": instance}}
     return {"run": f"{label}_{seed}", "preset": "smoke", "method": method, "hparams": hparams, "family": "x",
             "label": label, "seed": seed, "trainable_params": 100, "config": {"train": {"lr": lr}},
-            "metrics": {"new_domain_accuracy": new, "knn": {"20": knn}, "knn_baseline": {"20": BASELINE},
-                        "linear_head": {"baseline": HEAD_BASELINE, "after": knn - 10}}}
+            "metrics": metrics}
+
+
+INSTANCE_BASELINE = 30.0
 
 
 DESIGN = [design_record("top_k", {"k": k}, f"Top-{k}", 60.0 + k, 50.0 - 2 * k) for k in (1, 2, 3)] + [
@@ -337,7 +345,7 @@ def test_the_design_frame_places_each_run_on_its_axis():
 
 def test_the_design_chart_picks_an_axis_and_draws_the_baseline():
     frame = plots.design_frame(DESIGN)
-    spec = plots.design_chart(frame, baseline=BASELINE).to_dict()
+    spec = plots.design_chart(frame, before={plots.KNN.name: BASELINE}).to_dict()
     (pick,) = [p for p in spec["params"] if p["name"] == plots.DESIGN_PARAM]
     assert pick["bind"]["options"] == ["LoRA: rank r", "Top-k: blocks trained k"] and pick["value"] == "LoRA: rank r"
     assert {"filter": f"datum.axis == {plots.DESIGN_PARAM}"} in list(dicts(spec))
@@ -432,14 +440,41 @@ def test_the_design_space_shows_both_probes():
     top2 = frame.loc["Top-2"]
     assert (top2["drop"], top2["linear_head_after"], top2["linear_head_drop"]) == (4.0, 36.0, HEAD_BASELINE - 36.0)
     assert frame.loc["Top-1", "linear_head_sd"] == pytest.approx(frame.loc["Top-1", "pretrain_knn_sd"])
-    spec = plots.design_chart(plots.design_frame(DESIGN), baseline=BASELINE, head_baseline=HEAD_BASELINE).to_dict()
-    new, knn, head = spec["hconcat"]
+    before = {plots.KNN.name: BASELINE, plots.HEAD.name: HEAD_BASELINE}
+    spec = plots.design_chart(plots.design_frame(DESIGN), before=before).to_dict()
+    (new, knn), (head,) = (row["hconcat"] for row in spec["vconcat"])  # two panels to a row
     assert "pretrain_knn" in fields(knn) and "linear_head_after" in fields(head)
     assert [{"baseline": HEAD_BASELINE}] in data_of(spec, head) and [{"baseline": BASELINE}] in data_of(spec, knn)
     table = report.design_table(plots.design_frame(DESIGN))
     columns = list(table.columns)
     assert columns.index("linear-head probe (%)") == columns.index("k-NN drop (points)") + 1
     assert table.loc[table["label"] == "Top-2", "linear-head drop (points)"].item() == HEAD_BASELINE - 36.0
+    assert not any("instance" in column for column in columns)  # these records predate the instance probe
+
+
+def test_the_design_space_shows_the_instance_probe_and_the_reference_levels():
+    runs = [design_record("top_k", {"k": k}, f"Top-{k}", 60.0 + k, 50.0 - 2 * k, instance=25.0 - k) for k in (1, 2)]
+    runs += [design_record("top_k", {"k": 1}, "Top-1", 62.0, 47.0, seed=1, instance=22.0)]
+    frame = plots.design_frame(runs).set_index("label")
+    assert frame.loc["Top-1", "instance_after"] == pytest.approx(23.0)
+    assert frame.loc["Top-1", "instance_drop"] == pytest.approx(INSTANCE_BASELINE - 23.0)
+    assert frame.loc["Top-1", "instance_sd"] == pytest.approx(statistics.stdev([24.0, 22.0]))
+    baseline = {"knn": {"20": BASELINE}, "linear_head": HEAD_BASELINE, "instance": {"20": INSTANCE_BASELINE},
+                "levels": {"random_init": {"knn": {"20": 11.0}, "linear_head": 12.0, "instance": {"20": 3.0}},
+                           "raw_pixels": {"knn": {"20": 44.0}, "linear_head": 41.0, "instance": {"20": 9.0}}}}
+    before = plots.before_finetuning(baseline)
+    assert before == {plots.KNN.name: BASELINE, plots.HEAD.name: HEAD_BASELINE, plots.INSTANCE.name: INSTANCE_BASELINE}
+    spec = plots.design_chart(plots.with_levels(plots.design_frame(runs), baseline), before=before).to_dict()
+    (new, knn), (head, instance) = (row["hconcat"] for row in spec["vconcat"])
+    assert [panel["layer"][0]["encoding"]["y"]["field"] for panel in (knn, head, instance)] == [
+        "pretrain_knn", "linear_head_after", "instance_after"]
+    assert [{"baseline": INSTANCE_BASELINE}] in data_of(spec, instance)
+    assert [{"instance_after_random_init": 3.0}] in data_of(spec, instance)
+    assert [{"instance_after_raw_pixels": 9.0}] in data_of(spec, instance)
+    svg = vlc.vegalite_to_svg(spec)
+    assert "random-init network" in svg and "raw pixels" in svg
+    table = report.design_table(plots.design_frame(runs))
+    assert table.loc[table["label"] == "Top-2", "instance drop (points)"].item() == INSTANCE_BASELINE - 23.0
 
 
 def analysis(kind, label, scores, *, head=True):

@@ -379,9 +379,10 @@ def test_the_papers_claims_hold_on_its_numbers_and_are_tested_on_ours():
     assert (table[findings.OURS_HEAD] == "-").sum() == 2  # no linear head in these numbers: nothing to test
     note = findings.agreement_note(paper, swapped)
     assert note.startswith("Of the paper's 5 headline claims tested here, our runs agree on 4 by the k-NN probe, "
-                           "the one the paper used (ours: 4 hold, 1 do not hold, 0 inconclusive).")
+                           "the one the paper used (ours: 4 hold, 1 does not hold, 0 inconclusive).")
     assert "*Full fine-tuning forgets the pre-training domain the most* (holds in the paper, does not hold" in note
     assert "linear-head" not in note
+    assert findings.agreement_note(paper, swapped, brief=True) == note.split(". ")[0] + "."  # the counts alone
     missing = findings.claims(paper[paper["family"] != "LoRA"])
     assert all(c["holds"] is None for c in missing)
     with pytest.raises(ValueError, match="unknown probe 'cka'"):
@@ -418,3 +419,16 @@ def test_our_claims_are_tested_by_both_probes():
     assert list(table.columns[-2:]) == [findings.OURS_INSTANCE, "our numbers, instance retrieval"]
     assert table.loc[blocks, findings.OURS_INSTANCE] == "does not hold"  # block expansion 2.00 > LoRA 1.00
     assert "no instance-retrieval probe" in findings.agreement_note(report.paper_chart_frame(), with_instance)
+
+
+def test_an_inconclusive_verdict_by_another_probe_is_not_counted_as_agreement(monkeypatch):
+    claims = ["Full fine-tuning forgets the pre-training domain the most",
+              "Every block expansion forgets less than every LoRA", "Linear fine-tuning learns the new domain least"]
+    table = pd.DataFrame({findings.PAPER_VERDICT: ["holds"] * 3, findings.OURS_KNN: ["holds"] * 3,
+                          "our numbers, k-NN": ["x"] * 3,
+                          findings.OURS_HEAD: ["inconclusive", "holds", findings.NOT_A_PROBE],
+                          "our numbers, linear head": ["y"] * 3}, index=pd.Index(claims, name="claim"))
+    monkeypatch.setattr(findings, "claims_table", lambda *args, **kwargs: table)
+    note = findings.agreement_note(None, None)
+    assert note.endswith("The paper reports no linear-head probe; by ours, 1 of its 2 claims about forgetting come "
+                         "out as in the paper and 1 inconclusive.")

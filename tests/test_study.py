@@ -219,3 +219,13 @@ def test_records_carry_per_query_correctness_and_a_refitted_head(tmp_path):
     assert step0["correct"]["knn"] == base["correct"]["knn"]  # step 0 is the baseline, query by query
     frame = records.records_frame([records.read_json(tmp_path / f"{record['run']}.json")], k=20)
     assert frame.loc[0, "linear_head_refit_drop"] == pytest.approx(head["baseline"] - head["refit"])
+
+
+def test_records_keep_paths_inside_the_checkout_relative_to_it(tmp_path):
+    from vitcf import records
+
+    inside = records.REPO / "vitcf" / "weights" / "mini.safetensors"
+    assert records.portable(inside) == "vitcf/weights/mini.safetensors"
+    assert records.located("vitcf/weights/mini.safetensors") == inside
+    assert records.portable(tmp_path / "w.safetensors") == str((tmp_path / "w.safetensors").resolve())
+    assert records.located(records.portable(tmp_path / "w.safetensors")) == (tmp_path / "w.safetensors").resolve()

@@ -19,12 +19,13 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from .findings import CURVE_COLUMNS, NOT_A_PROBE, claims, verdict
+from .findings import CURVE_COLUMNS, NOT_A_PROBE, claims_with_intervals
 from .methods import make_method
 from .plots import BACKGROUND, KNN, PANEL_WIDTH, PROBES, Probe, forgetting_curve_frame, measured
 from .presets import AXIS_FAMILIES, Preset
 from .records import read_json, records_frame
 from .report import REPO
+from .uncertainty import FAILS, HOLDS, INCONCLUSIVE
 
 RATE_PARAM = "rate_pick"
 LENGTH_PARAM = "length_pick"
@@ -214,49 +215,72 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
 
 # --- what the records say --------------------------------------------------------------------------
 
-def claims_by_rate(frame: pd.DataFrame) -> pd.DataFrame:
-    """The paper's headline claims (`findings.claims`) tested on the rate axis: at the paper's own rates
-    (each family at its row's rate) and at each common rate, on each probe. Rows: claims; columns:
-    (probe, rates). A claim about the new domain alone reads no probe: "n/a" under the linear head."""
+def claims_by_rate(frame: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> pd.DataFrame:
+    """The paper's headline claims tested on the rate axis: at the paper's own rates (each family at its
+    row's rate) and at each common rate, on each probe. Rows: claims; columns: (probe, rates). Given
+    the records (`runs`) with per-query correctness, each verdict is three-way, from its 95% interval
+    (`findings.claims_with_intervals`): holds, does not hold, inconclusive; without, it compares the
+    means. A claim about the new domain alone reads no probe: "n/a" under the other probes."""
     settings = {"the paper's rates": frame[frame["paper_rate"]]}
     settings.update({f"all at {lr:g}": frame[frame["lr"] == lr] for lr in sorted(frame["lr"].unique())})
     table = {}
     for probe in _names(frame):
         for name, rows in settings.items():
-            found = claims(rows, probe) if not rows.empty else []
-            table[(probe, name)] = {c["claim"]: verdict(c["holds"]) if c["forgetting"] or probe == KNN.name
+            chosen = set(rows["run"])
+            tested = [r for r in runs if r["run"] in chosen] if runs else None
+            found = claims_with_intervals(rows, tested, probe, k) if not rows.empty else []
+            table[(probe, name)] = {c["claim"]: c["verdict"] if c["forgetting"] or probe == KNN.name
                                     else NOT_A_PROBE for c in found}
     return pd.DataFrame(table).rename_axis("claim")
 
 
-def rates_note(frame: pd.DataFrame) -> str:
-    """Which of the paper's claims survive matched rates and which were the rates speaking (Markdown)."""
-    table = claims_by_rate(frame)
-    names = _names(frame)
+def _where(held: list[str], failed: list[str], unsure: list[str]) -> str:
+    """Where along the common rates a claim holds, in words."""
+    total = len(held) + len(failed) + len(unsure)
+    if len(held) == total:
+        return "holds at every common rate"
+    if len(failed) == total:
+        return "holds at no common rate"
+    if len(unsure) == total:
+        return "is inconclusive at every common rate"
+    text = (f"holds at {', '.join(held)}" + (f" but not at {', '.join(failed)}" if failed else "")) if held \
+        else f"does not hold at {', '.join(failed)}" if failed else ""
+    return text + (f" and is inconclusive at {', '.join(unsure)}" if unsure else "")
+
+
+def _reason(paper: str, held: list[str], failed: list[str], unsure: list[str]) -> str:
+    """What decides a claim along the common rates: the rate, the method, or neither can be told."""
+    if held and failed:
+        return "the rate decides it"
+    if not held and not failed:
+        return "these records cannot tell at matched rates"
+    found = HOLDS if held else FAILS
+    if found == paper:
+        return "the method decides it" + (" wherever the records can tell" if unsure else ", whatever the rate")
+    if paper in (HOLDS, FAILS):
+        return "at the paper's rates the rates were speaking, not the methods"
+    return "matched rates settle what the paper's rates leave open"
+
+
+def rates_note(table: pd.DataFrame) -> str:
+    """Which of the paper's claims survive matched rates and which were the rates speaking (Markdown);
+    `table` is `claims_by_rate`'s."""
+    names = list(dict.fromkeys(probe for probe, _ in table.columns))
     lines = []
     for probe in names:
         part = table[probe]
         paper, matched = part["the paper's rates"], part.drop(columns="the paper's rates")
         for claim in part.index:
-            held = [c.removeprefix("all at ") for c in matched.columns if matched.loc[claim, c] == "holds"]
-            failed = [c.removeprefix("all at ") for c in matched.columns if matched.loc[claim, c] == "does not hold"]
-            if not held and not failed:
+            def at(word: str) -> list[str]:
+                return [c.removeprefix("all at ") for c in matched.columns if matched.loc[claim, c] == word]
+
+            held, failed, unsure = at(HOLDS), at(FAILS), at(INCONCLUSIVE)
+            if not held and not failed and not unsure:
                 continue
-            if not failed:
-                where, at_matched = "at every common rate", "holds"
-            elif not held:
-                where, at_matched = "at no common rate", "does not hold"
-            else:
-                where, at_matched = f"at {', '.join(held)} but not at {', '.join(failed)}", None
-            if at_matched is None:
-                reason = "the rate decides it"
-            elif at_matched == paper[claim]:
-                reason = "the method decides it, whatever the rate"
-            else:
-                reason = "at the paper's rates the rates were speaking, not the methods"
             about = f"{probe} probe" if table.loc[claim, (names[-1], "the paper's rates")] != NOT_A_PROBE \
                 else "the new domain alone"
-            lines.append(f"- *{claim}* ({about}): {paper[claim]} at the paper's rates; holds {where}: {reason}.")
+            lines.append(f"- *{claim}* ({about}): {paper[claim]} at the paper's rates; {_where(held, failed, unsure)}: "
+                         f"{_reason(paper[claim], held, failed, unsure)}.")
     return "\n".join(lines) if lines else "*No rate-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
 
 

@@ -83,7 +83,7 @@ def correctness(runs: list[dict], what: str, k: int = 20) -> dict[str, np.ndarra
     return {label: np.stack(rows) for label, rows in per_label.items()}
 
 
-def _ordered(runs: list[dict], labels) -> list[str]:
+def ordered(runs: list[dict], labels) -> list[str]:
     """`labels` in the book's order: by family (`plots.FAMILIES`), then trainable parameters, then name."""
     keys = {r["label"]: (FAMILIES.index(r["family"]) if r["family"] in FAMILIES else len(FAMILIES),
                          r["trainable_params"], r["label"]) for r in runs}
@@ -104,7 +104,7 @@ def drop_table(runs: list[dict], baseline: dict | None, k: int = 20,
         if not matrices:
             continue
         paired = Paired({**matrices, BEFORE: before})
-        for label in _ordered(runs, matrices):
+        for label in ordered(runs, matrices):
             found = paired.difference(label, BEFORE)
             rows.append({"label": label, "probe": what, "drop": found.estimate, "low": found.low,
                          "high": found.high, "seeds": matrices[label].shape[0]})
@@ -121,6 +121,15 @@ def drop_cells(table: pd.DataFrame) -> pd.DataFrame:
     wide.columns = [f"{probe} drop (points)" for probe in wide.columns]
     wide.index.name = "configuration"
     return wide
+
+
+def gap(runs: list[dict], what: str, first: str, second: str, k: int = 20) -> Interval | None:
+    """Accuracy of configuration `first` minus that of `second` on `what` (points), with its paired
+    interval; None when either has no per-query correctness in `runs`."""
+    matrices = correctness([r for r in runs if r["label"] in (first, second)], what, k)
+    if first not in matrices or second not in matrices:
+        return None
+    return Paired(matrices).difference(second, first)
 
 
 # --- the paper's claims with intervals ---------------------------------------------------------------
@@ -221,7 +230,7 @@ def pairwise(runs: list[dict], what: str, k: int = 20) -> pd.DataFrame:
     """Every pair of configurations on `what` (a probe: the difference of their drops; `NEW_DOMAIN`: of their
     accuracies), row minus column, with its interval and Holm-adjusted p-value over all the pairs."""
     data = correctness(runs, what, k)
-    labels = _ordered(runs, data)
+    labels = ordered(runs, data)
     paired = Paired(data) if len(labels) >= 2 else None
     rows = []
     for a, b in itertools.combinations(labels, 2):

@@ -278,11 +278,13 @@ def early_forgetting_note(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STE
     return text
 
 
-def design_note(frame: pd.DataFrame) -> str:
+def design_note(frame: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> str:
     """Along each recorded axis of the design space: the range of the accuracies and how each probe's
     pre-training-domain accuracy moves with the axis (Spearman rank correlation), as Markdown bullets.
 
-    `frame` is `vitcf.plots.design_frame`'s (means over seeds).
+    `frame` is `vitcf.plots.design_frame`'s (means over seeds). With `runs` (the design records), each
+    probe's gap between the value that kept most and the one that kept least comes with its paired
+    bootstrap interval (`vitcf.evidence`), where the records carry per-query correctness.
     """
     from scipy.stats import spearmanr
 
@@ -295,14 +297,17 @@ def design_note(frame: pd.DataFrame) -> str:
             continue
         learnt = rows.loc[rows["new_domain_accuracy"].idxmax()]
         name = axis.split(":")[0] + ("" if series == "-" else f" ({series})")
+        ends = [r for r in runs or () if r["label"] in set(rows["label"])]
         kept, trends = [], []
         for probe in PROBES:
             if probe.accuracy not in rows.columns or rows[probe.accuracy].isna().any():
                 continue
             best = rows.loc[rows[probe.accuracy].idxmax()]
             worst = rows.loc[rows[probe.accuracy].idxmin()]
+            gap = evidence.gap(ends, probe.name, best["label"], worst["label"], k) if ends else None
             kept.append(f"at {best['value']} ({best[probe.accuracy]:.2f}%) and least at {worst['value']} "
-                        f"({worst[probe.accuracy]:.2f}%) by {probe.words}")
+                        f"({worst[probe.accuracy]:.2f}%) by {probe.words}"
+                        + ("" if gap is None else f" (gap {gap} points{'' if gap.low > 0 else ': no clear gap'})"))
             if len(rows) >= 3 and rows[probe.accuracy].nunique() > 1:
                 rho = spearmanr(rows["value"], rows[probe.accuracy]).statistic
                 trends.append(f"the {probe.adjective} accuracy {'rises' if rho > 0 else 'falls'} as the "
@@ -450,9 +455,11 @@ def claims_table(paper: pd.DataFrame, ours: pd.DataFrame | None, runs: list[dict
     return table
 
 
-def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> str:
+def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | None = None, k: int = 20,
+                   brief: bool = False) -> str:
     """Where our runs agree with the paper's claims and where they do not, by each probe (Markdown); an
-    inconclusive verdict of ours is counted apart, neither as agreement nor as disagreement."""
+    inconclusive verdict of ours is counted apart, neither as agreement nor as disagreement. `brief`:
+    the counts by the k-NN probe only, in one sentence."""
     table = claims_table(paper, ours, runs, k)
 
     def differ(column: str) -> pd.DataFrame:
@@ -468,7 +475,9 @@ def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | N
     counts = {v: int((table[OURS_KNN] == v).sum()) for v in (evidence.HOLDS, evidence.FAILS, evidence.INCONCLUSIVE)}
     text = (f"Of the paper's {len(table)} headline claims tested here, our runs agree on {len(same)} by "
             f"{KNN.words}, the one the paper used (ours: {counts[evidence.HOLDS]} hold, {counts[evidence.FAILS]} "
-            f"do not hold, {counts[evidence.INCONCLUSIVE]} inconclusive)")
+            f"{'does' if counts[evidence.FAILS] == 1 else 'do'} not hold, {counts[evidence.INCONCLUSIVE]} inconclusive)")
+    if brief:
+        return text + "."
     if not differ(OURS_KNN).empty:
         text += ". They disagree on: " + listed(differ(OURS_KNN), OURS_KNN, "our numbers, k-NN")
     if not open_.empty:
@@ -480,8 +489,10 @@ def agreement_note(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict] | N
         tested = table[~table[column].isin(["-", NOT_A_PROBE])]
         if tested.empty:
             continue
-        text += (f" The paper reports no {probe.adjective} probe; by ours, {len(tested) - len(differ(column))} of its "
-                 f"{len(tested)} claims about forgetting come out as in the paper")
+        agree = int((tested[column] == tested[PAPER_VERDICT]).sum())
+        unsure = int((tested[column] == evidence.INCONCLUSIVE).sum())
+        text += (f" The paper reports no {probe.adjective} probe; by ours, {agree} of its {len(tested)} claims about "
+                 f"forgetting come out as in the paper" + (f" and {unsure} inconclusive" if unsure else ""))
         if not differ(column).empty:
             text += ", and these do not: " + listed(differ(column), column, f"our numbers, {probe.name}")
         text += "."

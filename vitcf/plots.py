@@ -626,8 +626,22 @@ def write_vega_bundle(static_dir: str | os.PathLike) -> Path:
     The write goes through a temporary file and a rename, so a crash never leaves half a script
     (and a parallel build never reads one).
     """
-    path = Path(static_dir) / BUNDLE_NAME
-    text = _vega_bundle()
+    return _write_static(Path(static_dir) / BUNDLE_NAME, _vega_bundle())
+
+
+# Every chart fits the page's column, at any window width: a chart drawn wider than its column is
+# scaled down as a whole (an SVG with a viewBox keeps its proportions), never clipped or scrolled; its
+# sliders and dropdowns are HTML below it and wrap.
+CHART_CSS_NAME = "vitcf-charts.css"
+CHART_CSS = f""".{CHART_CLASS} {{ max-width: 100%; box-sizing: border-box; }}
+.{CHART_CLASS} .chart-wrapper {{ max-width: 100%; }}
+.{CHART_CLASS} svg.marks {{ max-width: 100%; height: auto; }}
+.{CHART_CLASS} .vega-bindings {{ display: flex; flex-wrap: wrap; gap: 0.2em 1em; }}
+"""
+
+
+def _write_static(path: Path, text: str) -> Path:
+    """Write `text` to `path` atomically (a temporary file, then a rename); an identical file is left as is."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -700,6 +714,7 @@ def embed(chart):
 def _bundle_into_build(app) -> None:
     if app.builder.format == "html":
         write_vega_bundle(Path(app.outdir) / "_static")
+        _write_static(Path(app.outdir) / "_static" / CHART_CSS_NAME, CHART_CSS)
 
 
 def _bundle_where_charts_are(app, pagename, templatename, context, doctree) -> None:
@@ -717,6 +732,7 @@ def setup(app) -> dict:
     """
     app.connect("builder-inited", _bundle_into_build)
     app.connect("html-page-context", _bundle_where_charts_are)
+    app.add_css_file(CHART_CSS_NAME)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -901,13 +917,33 @@ SERIES_NAMES = {"qv": "q, v (paper)", "qkv": "fused qkv", "all": "every linear l
                 "spread": "spread (paper)", "top": "stacked on top"}
 
 
+def _probe_values(metrics: dict, k: int) -> dict[str, float]:
+    """A record's accuracy and drop by each probe it carries, under each `Probe`'s column names."""
+    knn = {int(key): value for key, value in metrics["knn"].items()}
+    base = {int(key): value for key, value in metrics["knn_baseline"].items()}
+    values = {KNN.accuracy: knn[k], KNN.drop: base[k] - knn[k],
+              HEAD.accuracy: metrics["linear_head"]["after"],
+              HEAD.drop: metrics["linear_head"]["baseline"] - metrics["linear_head"]["after"],
+              INSTANCE.accuracy: math.nan, INSTANCE.drop: math.nan}
+    instance = metrics.get("instance") or {}
+    if instance.get("after") and instance.get("baseline"):  # older records have no instance probe
+        after, before = instance["after"][str(k)], instance["baseline"][str(k)]
+        values |= {INSTANCE.accuracy: after, INSTANCE.drop: before - after}
+    return values
+
+
+# design_frame's spread column of each probe's accuracy (the k-NN and head names predate the third probe).
+DESIGN_SD = {KNN.name: "pretrain_knn_sd", HEAD.name: "linear_head_sd", INSTANCE.name: "instance_sd"}
+
+
 def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
     """One row per design-space configuration (mean and sd over seeds) on its axis of the design space.
 
-    Both probes of the pre-training domain: the k-NN probe's accuracy and drop (`pretrain_knn`,
-    `drop`) and the linear head's (`linear_head_after`, `linear_head_drop`). Records of methods with
-    no design axis (full, linear) are left out; so is nothing else. A series mixing learning rates
-    would compare two things at once, so it is an error.
+    Every probe of the pre-training domain: each probe's accuracy, its sd over seeds (`DESIGN_SD`)
+    and its drop, under the probe's `Probe` column names (k-NN: `pretrain_knn`, `drop`); the instance
+    probe's hold NaN for records made before it. Records of methods with no design axis (full,
+    linear) are left out; so is nothing else. A series mixing learning rates would compare two
+    things at once, so it is an error.
     """
     from .methods import make_method
 
@@ -917,19 +953,15 @@ def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
             continue
         axis, along, split = DESIGN_AXES[record["method"]]
         config = make_method(record["method"], **record["hparams"])
-        metrics = record["metrics"]
-        knn = {int(key): value for key, value in metrics["knn"].items()}
-        base = {int(key): value for key, value in metrics["knn_baseline"].items()}
         series = getattr(config, split) if split else "-"
         rows.append({"axis": axis, "value": getattr(config, along), "series": SERIES_NAMES.get(series, series),
                      "label": config.label, "family": record["family"], "seed": record["seed"],
                      "lr": record["config"]["train"]["lr"], "trainable_params": record["trainable_params"],
-                     "new_domain_accuracy": metrics["new_domain_accuracy"], "pretrain_knn": knn[k],
-                     "drop": base[k] - knn[k], "linear_head_after": metrics["linear_head"]["after"],
-                     "linear_head_drop": metrics["linear_head"]["baseline"] - metrics["linear_head"]["after"]})
+                     "new_domain_accuracy": record["metrics"]["new_domain_accuracy"],
+                     **_probe_values(record["metrics"], k)})
+    probe_columns = [column for probe in PROBES for column in (probe.accuracy, DESIGN_SD[probe.name], probe.drop)]
     columns = ["axis", "value", "series", "label", "family", "lr", "trainable_params", "seeds",
-               "new_domain_accuracy", "new_domain_sd", "pretrain_knn", "pretrain_knn_sd", "drop",
-               "linear_head_after", "linear_head_sd", "linear_head_drop"]
+               "new_domain_accuracy", "new_domain_sd", *probe_columns]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
@@ -938,11 +970,12 @@ def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
         mixed = [f"{axis} / {series}" for axis, series in lrs[lrs > 1].index]
         raise ValueError(f"design-space series {mixed} mix learning rates; compare one rate per series")
     grouped = frame.groupby(["axis", "value", "series", "label", "family", "lr", "trainable_params"], as_index=False)
-    summary = grouped.agg(seeds=("seed", "nunique"), new_domain_accuracy=("new_domain_accuracy", "mean"),
-                          new_domain_sd=("new_domain_accuracy", "std"), pretrain_knn=("pretrain_knn", "mean"),
-                          pretrain_knn_sd=("pretrain_knn", "std"), drop=("drop", "mean"),
-                          linear_head_after=("linear_head_after", "mean"),
-                          linear_head_sd=("linear_head_after", "std"), linear_head_drop=("linear_head_drop", "mean"))
+    aggregates = {"seeds": ("seed", "nunique"), "new_domain_accuracy": ("new_domain_accuracy", "mean"),
+                  "new_domain_sd": ("new_domain_accuracy", "std")}
+    for probe in PROBES:
+        aggregates |= {probe.accuracy: (probe.accuracy, "mean"), DESIGN_SD[probe.name]: (probe.accuracy, "std"),
+                       probe.drop: (probe.drop, "mean")}
+    summary = grouped.agg(**aggregates)
     order = {title: i for i, (title, _, _) in enumerate(DESIGN_AXES.values())}
     return summary.sort_values(["axis", "series", "value"], key=lambda c: c.map(order) if c.name == "axis" else c,
                                ignore_index=True)[columns]
@@ -954,14 +987,29 @@ def _baseline_rule(value: float) -> alt.Chart:
         y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="before fine-tuning", format=".2f")])
 
 
-def design_chart(frame: pd.DataFrame, *, baseline: float | None = None, head_baseline: float | None = None,
-                 axis: str | None = None):
+def before_finetuning(baseline: dict | None, k: int = 20) -> dict[str, float]:
+    """The pre-trained backbone's accuracy by each probe its folder's baseline record holds, by probe name."""
+    if not baseline:
+        return {}
+    before = {KNN.name: baseline["knn"][str(k)]}
+    if baseline.get("linear_head") is not None:
+        before[HEAD.name] = baseline["linear_head"]
+    if (baseline.get("instance") or {}).get(str(k)) is not None:
+        before[INSTANCE.name] = baseline["instance"][str(k)]
+    return before
+
+
+DESIGN_WIDTH = 250  # two panels to a row fit the book's column
+
+
+def design_chart(frame: pd.DataFrame, *, before: dict[str, float] | None = None, axis: str | None = None):
     """Both domains' accuracy along one axis of the design space, the axis picked in a dropdown.
 
-    `frame` is `design_frame`'s. Panels: the new domain, then the pre-training domain by the k-NN
-    probe and, beside it, by the linear-head probe (where the frame has its values). `baseline` and
-    `head_baseline` (the un-fine-tuned backbone's k-NN and linear-head accuracies) are drawn as
-    rules on their panels. Points are means over seeds; hover for the spread.
+    `frame` is `design_frame`'s, optionally `with_levels` (the random-init and raw-pixel levels,
+    drawn dotted on each probe's panel). Panels, two to a row: the new domain, then the pre-training
+    domain by each probe the frame has values for. `before` maps a probe's name to the backbone's
+    accuracy before fine-tuning (`before_finetuning`), drawn dashed on that probe's panel. Points are
+    means over seeds; hover for the spread.
     """
     if frame.empty:
         raise ValueError("no design-space records to plot (vitcf sweep --grid design writes them)")
@@ -969,31 +1017,37 @@ def design_chart(frame: pd.DataFrame, *, baseline: float | None = None, head_bas
     start = axis if axis is not None else axes[0]
     if start not in axes:
         raise ValueError(f"axis {axis!r} has no records; recorded: {axes}")
+    before = before or {}
     pick = alt.param(name=DESIGN_PARAM, value=start, bind=alt.binding_select(options=axes, name="Design axis "))
     base = alt.Chart(frame).transform_filter(f"datum.axis == {DESIGN_PARAM}")
     x = alt.X("value:O", title="value along the picked axis", sort="ascending")
-    probes = (KNN, HEAD) if has_head(frame, (HEAD.accuracy,)) else (KNN,)  # design_frame's two probes
+    probes = [probe for probe in PROBES if measured(frame, probe, (probe.accuracy, probe.drop))]
     tooltip = ["label:N", "series:N", alt.Tooltip("lr:Q", title="learning rate"),
                alt.Tooltip("trainable_params:Q", title="trainable parameters", format=","),
                alt.Tooltip("seeds:Q", title="seeds"),
                alt.Tooltip("new_domain_accuracy:Q", title="new domain (mean)", format=".2f"),
                alt.Tooltip("new_domain_sd:Q", title="new domain (sd)", format=".2f")]
-    for probe, sd in zip(probes, ("pretrain_knn_sd", "linear_head_sd")):
+    for probe in probes:
         tooltip += [alt.Tooltip(f"{probe.accuracy}:Q", title=f"{probe.adjective} accuracy (mean)", format=".2f"),
-                    alt.Tooltip(f"{sd}:Q", title=f"{probe.adjective} accuracy (sd)", format=".2f"),
+                    alt.Tooltip(f"{DESIGN_SD[probe.name]}:Q", title=f"{probe.adjective} accuracy (sd)", format=".2f"),
                     alt.Tooltip(f"{probe.drop}:Q", title=f"{probe.adjective} drop (mean)", format=".2f")]
-    colour = alt.Color("series:N", title="Variant")
-    width = 300 if len(probes) == 1 else 185
+    colour = alt.Color("series:N", title="Variant", legend=alt.Legend(orient="top"))  # under the title: fits the column
 
-    def panel(column: str, title: str, rule: float | None) -> alt.Chart:
+    def panel(column: str, title: str, probe: Probe | None) -> alt.Chart:
         line = base.mark_line(point=alt.OverlayMarkDef(size=50)).encode(
             x=x, y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(zero=False)), color=colour, tooltip=tooltip,
-        ).properties(width=width, height=260)
-        return line if rule is None else alt.layer(line, _baseline_rule(rule))
+        ).properties(width=DESIGN_WIDTH, height=220)
+        if probe is None:
+            return line
+        layers = [line, *_level_rules(frame, probe)]
+        if before.get(probe.name) is not None:
+            layers.append(_baseline_rule(before[probe.name]))
+        return alt.layer(*layers)
 
-    rules = {KNN: baseline, HEAD: head_baseline}
     panels = [panel("new_domain_accuracy", X_TITLE, None),
-              *(panel(probe.accuracy, probe.title, rules[probe]) for probe in probes)]
-    return alt.hconcat(*panels).add_params(pick).properties(
+              *(panel(probe.accuracy, probe.title, probe) for probe in probes)]
+    rows = [alt.hconcat(*panels[i:i + 2]) for i in range(0, len(panels), 2)]
+    return alt.vconcat(*rows).add_params(pick).properties(
         background=BACKGROUND, title=alt.Title("The design space around the paper's rows",
-                                               subtitle="means over seeds; dashed: the backbone before fine-tuning"))
+                                               subtitle="means over seeds; dashed: the backbone before fine-tuning; "
+                                                        "dotted: random-init network and raw pixels"))

@@ -31,6 +31,23 @@ import torch
 from .checkpoints import atomic_path
 
 RESULTS_ROOT = Path("results")
+REPO = Path(__file__).resolve().parent.parent  # the checkout records are made in and read from
+
+
+def portable(path: str | os.PathLike) -> str:
+    """`path` as a record stores it: relative to the repository when it lies inside it (so a record
+    reads the same on every machine), else absolute."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def located(path: str | os.PathLike) -> Path:
+    """A path read from a record: a relative one is relative to the repository (`portable`)."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
 # The run record's format version (the record's "schema" key; vitcf.study writes it). A record of
 # another version is invalid: the book would misread it.
 SCHEMA = 1

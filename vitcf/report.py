@@ -321,12 +321,20 @@ DESIGN_COLUMNS = {"lr": "learning rate", "trainable_params": "trainable params",
                   "pretrain_knn": f"k-NN probe (%), k={HEADLINE_K}",
                   "pretrain_knn_sd": "k-NN sd", "drop": "k-NN drop (points)",
                   "linear_head_after": "linear-head probe (%)", "linear_head_sd": "linear-head sd",
-                  "linear_head_drop": "linear-head drop (points)"}
+                  "linear_head_drop": "linear-head drop (points)",
+                  "instance_after": f"instance retrieval (%), k={HEADLINE_K}", "instance_sd": "instance sd",
+                  "instance_drop": "instance drop (points)"}
 
 
 def design_table(design: pd.DataFrame) -> pd.DataFrame:
-    """`plots.design_frame` as the design page shows it: both probes' accuracy and drop side by side."""
-    return design.drop(columns=["family"]).round(2).assign(lr=design["lr"]).rename(columns=DESIGN_COLUMNS)
+    """`plots.design_frame` as the design page shows it: each probe's accuracy and drop side by side
+    (the instance probe's only where the records measured it)."""
+    from .plots import DESIGN_SD, INSTANCE, measured
+
+    table = design.drop(columns=["family"]).round(2).assign(lr=design["lr"])
+    if not measured(design, INSTANCE, (INSTANCE.accuracy, INSTANCE.drop)):
+        table = table.drop(columns=[INSTANCE.accuracy, DESIGN_SD[INSTANCE.name], INSTANCE.drop])
+    return table.rename(columns=DESIGN_COLUMNS)
 
 
 def reversibility_table(records: list[dict], k: int = HEADLINE_K) -> pd.DataFrame:

@@ -191,7 +191,7 @@ def weights_source(preset: Preset, checkpoint: str | Path | None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"backbone checkpoint not found: {path}")
     source = "checkpoint" if checkpoint is not None else "pre-trained"
-    return {"source": source, "path": str(path), "sha256": sha256(path)}
+    return {"source": source, "path": records.portable(path), "sha256": sha256(path)}
 
 
 def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, progress) -> tuple[dict, torch.nn.Linear]:
@@ -243,7 +243,8 @@ def build_model(preset: Preset, weights: dict, num_classes: int, seed: int) -> t
     run and the baseline start from the same random network; only the classifier follows the seed.
     """
     torch.manual_seed(PROBE_SEED)
-    model = create_backbone(preset.backbone, num_classes=0, checkpoint=weights["path"])
+    model = create_backbone(preset.backbone, num_classes=0,
+                            checkpoint=None if weights["path"] is None else records.located(weights["path"]))
     torch.manual_seed(seed)
     model.reset_classifier(num_classes)  # PyTorch's default Linear initialisation
     return model
@@ -610,7 +611,7 @@ def plan_from_record(record: dict, *, results_dir: str | Path | None = None, dev
     default_lr, _ = preset.schedule_for(record["method"], record["hparams"])
     lr = train["lr"] if train["lr"] != default_lr else None
     weights = config["backbone_weights"]
-    checkpoint = weights["path"] if weights["source"] == "checkpoint" else None
+    checkpoint = records.located(weights["path"]) if weights["source"] == "checkpoint" else None
     # The record holds the method's resolved hyperparameters; its name, those the run was asked for.
     full = record["hparams"]
     asked = [p.hparams for p in (*preset.grid, *preset.design)

@@ -129,6 +129,13 @@ class Paired:
         except ValueError:
             raise KeyError(f"no correctness for {name!r}; have: {', '.join(self.names)}") from None
 
+    def accuracy(self, name: str) -> Interval:
+        """The accuracy (%) of `name`, mean over its seeds, with its interval (queries, then seeds)."""
+        i = self._column(name)
+        matrix = self.matrices[i]
+        return _interval(matrix.mean(axis=1).mean() * 100, self.means[:, i], self.level, self.resamples, self.seed,
+                         (matrix.shape[0],))
+
     def difference(self, first: str, second: str) -> Interval:
         """How much more `first` forgets than `second`: the accuracy of `second` minus that of `first` (points)."""
         i, j = self._column(first), self._column(second)
