@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import subprocess
+import tempfile
 from importlib import metadata
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,10 @@ import torch
 
 from .checkpoints import atomic_path
 
-RESULTS_ROOT = Path("results")
 REPO = Path(__file__).resolve().parent.parent  # the checkout records are made in and read from
+# Where runs write by default: the checkout's results/ (where the book reads), from whatever folder a
+# command starts; an installed package without a checkout writes under the current folder.
+RESULTS_ROOT = REPO / "results" if (REPO / "_toc.yml").is_file() else Path("results")
 
 
 def portable(path: str | os.PathLike) -> str:
@@ -102,7 +105,10 @@ def write_json(path: str | os.PathLike, data: dict) -> Path:
 
     Raises `RecordWriteError` (an OSError with the same errno) naming `path` when the write fails.
     """
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    except ValueError as err:  # NaN or an infinity: JSON has no such number, and a browser rejects the file
+        raise ValueError(f"cannot write {path}: {err} ({_non_finite(data)}); nothing was written") from None
     try:
         with atomic_path(path) as tmp, open(tmp, "w") as handle:
             handle.write(text)
@@ -115,6 +121,30 @@ def write_json(path: str | os.PathLike, data: dict) -> Path:
         raise RecordWriteError(err.errno or errno.EIO, f"cannot write {path}: {cause} (errno {err.errno}); "
                                f"the previous file, if any, is unchanged") from err
     return Path(path)
+
+
+def _non_finite(data, where: str = "") -> str:
+    """The dotted path of the first NaN or infinite number in `data`, for the error message."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return f"{where or 'the value'} is {data}"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return ""
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Fail now, naming `folder`, when records cannot be written there: before any compute is spent."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vitcf-write-check-"):
+            pass
+    except OSError as err:
+        raise RecordWriteError(err.errno or errno.EACCES, f"cannot write records in {folder}: "
+                               f"{err.strerror or err} (errno {err.errno}); nothing was computed") from err
 
 
 def read_json(path: str | os.PathLike) -> dict:

@@ -36,8 +36,6 @@ def results_root() -> Path:
     """VITCF_RESULTS if set, else the checkout's results/ (pages run with their own folder as cwd)."""
     if os.environ.get(RESULTS_ENV):
         return Path(os.environ[RESULTS_ENV])
-    if (REPO / "_toc.yml").is_file():
-        return REPO / records.RESULTS_ROOT
     return records.RESULTS_ROOT
 
 

@@ -1,0 +1,36 @@
+"""A release a reader can cite and reinstall: one version everywhere, a license, a citation file."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import vitcf
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_one_version_in_the_package_the_citation_and_the_changelog():
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert vitcf.__version__ == version
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["version"] == version and citation["license"] == "MIT"
+    first = re.search(r"^## (\S+) \((\d{4}-\d{2}-\d{2})\)", (REPO / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert first and first[1] == version and str(citation["date-released"]) == first[2]
+
+
+def test_the_citation_names_the_paper_it_reproduces_and_the_license_is_the_declared_one():
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    (paper,) = citation["references"]
+    assert paper["title"].startswith("Parameter Efficient Fine-tuning of Self-supervised ViTs")
+    assert paper["year"] == 2024 and paper["authors"][0]["family-names"] == "Akbarian Bafghi"
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+
+
+def test_the_binder_environment_installs_the_book_without_the_test_tools():
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e .[book]" in pip and not any("dev" in line for line in pip)
+    assert "torch==2.14.1" in pip  # the build make pins
