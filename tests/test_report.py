@@ -432,3 +432,16 @@ def test_an_inconclusive_verdict_by_another_probe_is_not_counted_as_agreement(mo
     note = findings.agreement_note(None, None)
     assert note.endswith("The paper reports no linear-head probe; by ours, 1 of its 2 claims about forgetting come "
                          "out as in the paper and 1 inconclusive.")
+
+
+def test_a_long_table_folds_away_with_its_rows_as_a_csv_download():
+    from urllib.parse import unquote
+
+    frame = pd.DataFrame({"run": [f"r{i}" for i in range(40)], "drop": [i / 3 for i in range(40)]})
+    html = report.collapsible(frame, "Every run", "runs.csv").data
+    assert html.startswith('<details class="vitcf-table"><summary>Every run (40 rows; open to read)</summary>')
+    href = html.split('href="data:text/csv;charset=utf-8,')[1].split('"')[0]
+    assert unquote(href) == frame.to_csv(index=False) and 'download="runs.csv"' in html
+    assert "r39" in html and "drop</th>" in html  # every row and column, none cut
+    styled = report.collapsible(frame.style.format({"drop": "{:.2f}"}), "Styled", "s.csv").data
+    assert "13.00" in styled  # the Styler's formatting kept

@@ -414,6 +414,25 @@ def with_control(frame: pd.DataFrame, control: pd.DataFrame | None) -> pd.DataFr
     return frame if control is None or control.empty else pd.concat([frame, control], ignore_index=True)
 
 
+def collapsible(table, summary: str, filename: str):
+    """A long table (a DataFrame or its Styler) folded under `summary`, with its rows as a CSV download
+    (a data: link, so it works in the static book, offline). The page stays readable; nothing is cut."""
+    from html import escape
+    from urllib.parse import quote
+
+    from IPython.display import HTML
+
+    if isinstance(table, pd.DataFrame):
+        frame, styler = table, table.style.hide(axis="index")
+    else:  # a Styler: its data, as styled
+        frame, styler = table.data, table
+    csv = frame.to_csv(index=False)
+    link = (f'<a download="{escape(filename)}" href="data:text/csv;charset=utf-8,{quote(csv)}">'
+            f"download the {len(frame)} rows as CSV</a>")
+    return HTML(f"<details class=\"vitcf-table\"><summary>{escape(summary)} ({len(frame)} rows; open to read)</summary>"
+                f"<p>{link}</p>{styler.to_html()}</details>")
+
+
 def shown(study: Study, view):
     """`view(study)` for display, or the Markdown that says what to run when the study has no records."""
     from IPython.display import Markdown
