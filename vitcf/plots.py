@@ -457,8 +457,8 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
     heads = curves.dropna(subset=["linear_head"]).drop_duplicates(["run", "step"])  # the same on every k's row
     instances = curves.dropna(subset=["instance"])
     pick = alt.param(name=K_PARAM, value=start, bind=alt.binding_select(options=ks, name="k-NN neighbours k "))
-    at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_range(
-        min=0, max=len(steps) - 1, step=1, name=f"Probe (training steps {', '.join(map(str, steps))}) "))
+    at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_radio(
+        options=list(range(len(steps))), labels=[f"{step:,}" for step in steps], name="Probed after training step "))
     width = PANEL_WIDTH[1 + (not heads.empty) + (not instances.empty)]  # the panels fit the book's column
     x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"))  # 0, 1, 10, 100 spread evenly
 
