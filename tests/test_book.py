@@ -214,6 +214,9 @@ def test_run_it_yourself_notebooks_are_shown_not_executed_with_launch_and_downlo
         assert any(href.endswith(f"{page.split('/')[-1]}.ipynb") for href in links), page  # the download
     mini = BeautifulSoup((html / "notebooks" / "mini_study.html").read_text(), "html.parser")
     assert mini.select("div.cell_output")  # the results pages are executed
+    for page in ("book/intro", "book/methods"):  # Markdown pages: Colab cannot open them, so no launch button
+        links = [a.get("href", "") for a in BeautifulSoup((html / f"{page}.html").read_text(), "html.parser").find_all("a")]
+        assert not any("colab.research.google.com" in href or "mybinder.org" in href for href in links), page
 
 
 MOVE_SLIDER = "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }"

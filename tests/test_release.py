@@ -34,3 +34,16 @@ def test_the_binder_environment_installs_the_book_without_the_test_tools():
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "-e .[book]" in pip and not any("dev" in line for line in pip)
     assert "torch==2.14.1" in pip  # the build make pins
+
+
+def test_every_notebook_opens_on_colab_with_the_repository_and_its_records():
+    import json
+
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        install = next((c for c in cells if "google.colab" in "".join(c["source"])), None)
+        assert install is not None, f"{path.name} has no Colab install cell"
+        source = "".join(install["source"])
+        assert "git clone" in source and 'sys.path.insert(0, "/content/vitcf")' in source, path.name
+        assert cells.index(install) < next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])
+                                           or "import vitcf" in "".join(c["source"]) or "from vitcf" in "".join(c["source"]))
