@@ -461,3 +461,49 @@ def test_every_chart_fits_the_column_on_a_desktop_and_on_a_phone(book):
         finally:
             browser.close()
     assert scaled > 0  # on a phone, at least one chart is drawn smaller than its natural width to fit
+
+
+# Elements that stick out of the article's column and cannot be scrolled to (an ancestor inside the
+# column with a horizontal scrollbar makes a wide table readable on a phone), and table cells cut with "...".
+READ_LAYOUT = """() => {
+  const article = document.querySelector('article');
+  const column = article.getBoundingClientRect();
+  const scrolls = el => { for (let a = el.parentElement; a && a !== article; a = a.parentElement) {
+      const style = getComputedStyle(a);
+      if (['auto', 'scroll'].includes(style.overflowX) && a.getBoundingClientRect().right <= column.right + 1) return true;
+    } return false; };
+  const out = [];
+  for (const el of article.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > column.right + 1 && !scrolls(el) && !el.closest('svg')) {
+      out.push(el.tagName + '.' + (el.className && el.className.baseVal === undefined ? el.className : '') +
+               ' ' + Math.round(r.right - column.right) + 'px');
+    }
+  }
+  const cut = [...article.querySelectorAll('td, th')].map(c => c.textContent.trim()).filter(t => t.endsWith('...'));
+  return {out, cut};
+}"""
+
+
+@needs_chromium
+def test_every_page_fits_a_desktop_and_a_phone_with_nothing_cut(book):
+    from playwright.sync_api import sync_playwright
+
+    html, _, _ = book
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            for width in (1280, 400):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                errors = listen(page, [])
+                for name in TOC_PAGES:
+                    page.goto((html / f"{name}.html").as_uri())
+                    for chart in page.locator(f"div.{plots.CHART_CLASS}").all():
+                        chart.locator("svg.marks").wait_for(timeout=20_000)
+                    layout = page.evaluate(READ_LAYOUT)
+                    assert layout["out"] == [], (width, name, layout["out"][:5])
+                    assert layout["cut"] == [], (width, name, layout["cut"][:5])
+                assert errors == [], (width, errors[:3])
+                page.close()
+        finally:
+            browser.close()

@@ -169,9 +169,13 @@ def test_the_backbone_section_says_plainly_how_good_the_weights_are():
 
 def test_the_protocol_table_summarises_the_grids():
     table = report.protocol_table(get_preset("paper"))
-    assert table.loc["design", "value"].endswith("design points (the design-space page shows them)")
+    assert table.loc["design", "value"] == "36 design points (the design-space page)"
     assert table.loc["grid", "value"].startswith("10 configurations")
-    assert "{" not in table.loc["design", "value"]
+    assert table.loc["rates", "value"] == "20 points of the learning-rate axis"
+    assert (table.loc["knn mean", "value"], table.loc["pretrained", "value"]) == ("0.485, 0.456, 0.406", "yes")
+    assert table.loc["curve probe", "value"] == "none"
+    for value in table["value"]:  # no Python reprs for a reader
+        assert not any(mark in value for mark in ("{", "None", "True", "False", "GridPoint", "((")), value
 
 
 def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypatch):
