@@ -145,7 +145,7 @@ def test_curves_read_both_probes_and_records_made_before_the_linear_head_curve()
     spec = json.dumps(axes.schedule_chart(axes.axes_frame(runs, get_preset("smoke")), frame).to_dict())
     assert f'"name": "{axes.LENGTH_PARAM}"' in spec and '"name": "at_length_linear_head' in spec  # altair numbers repeated layers
     assert '"name": "curve_knn"' in spec and '"name": "curve_linear_head"' in spec
-    assert '"max": 1' in spec  # two schedule lengths: 6 and 12
+    assert '"labels": ["6", "12"]' in spec  # two schedule lengths, 6 and 12, each a labelled button
 
 
 def test_the_schedule_note_weighs_the_last_change_against_the_seed_spread(rates):

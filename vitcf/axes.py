@@ -126,8 +126,8 @@ def rate_chart(frame: pd.DataFrame):
 
     picked = alt.Chart(long).transform_filter(f"datum.rate_index == {RATE_PARAM}")
     bars = alt.hconcat(
-        picked.transform_filter(alt.datum.probe == KNN.name).mark_bar().encode(
-            x=alt.X("new_domain_accuracy:Q", title="New-domain accuracy (%)"),
+        picked.transform_filter(alt.datum.probe == KNN.name).mark_point(filled=True, size=80).encode(
+            x=alt.X("new_domain_accuracy:Q", title="New-domain accuracy (%)", scale=alt.Scale(zero=False)),
             y=alt.Y("label:N", title=None, sort=list(LABELS)), color=colour, tooltip=tooltip,
         ).properties(width=small, title="learnt", name="at_rate_learnt"),
         *(picked.transform_filter(alt.datum.probe == name).mark_bar().encode(
@@ -181,7 +181,8 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
     pick = alt.param(name=LENGTH_PARAM, value=0, bind=alt.binding_radio(
         options=list(range(len(lengths))), labels=[f"{n:,}" for n in lengths], name="Schedule length (steps) "))
     colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS, legend=alt.Legend(orient="top"))
-    step_x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog", constant=10))
+    step_x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog", constant=10),
+                   axis=alt.Axis(values=sorted(curves["step"].unique().tolist()), labelOverlap="greedy", format="~s"))
 
     def curve_panel(probe: str) -> alt.Chart:
         return alt.Chart(curves).transform_filter(alt.datum.probe == probe).transform_filter(

@@ -460,7 +460,8 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
     at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_radio(
         options=list(range(len(steps))), labels=[f"{step:,}" for step in steps], name="Probed after training step "))
     width = PANEL_WIDTH[1 + (not heads.empty) + (not instances.empty)]  # the panels fit the book's column
-    x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"))  # 0, 1, 10, 100 spread evenly
+    x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"),  # 0, 1, 10, 100 spread evenly
+              axis=alt.Axis(values=steps, labelOverlap="greedy", format="~s"))  # the probed steps, 1 to 20 too
 
     def views(base: alt.Chart, probe: Probe, column: str, bars_name: str):
         """The probe's curves with the picked step marked, and its bars at that step."""
