@@ -180,7 +180,7 @@ def test_scan_sorts_records_into_valid_and_invalid_ones(tmp_path):
     good = {"schema": records.SCHEMA, "run": "a", "preset": "smoke", "method": "linear", "family": "linear",
             "label": "Linear", "hparams": {}, "seed": 0, "trainable_params": 1,
             "config": {"selection": "x", "train": {"lr": 0.1}},
-            "metrics": {"new_domain_accuracy": 1, "knn": {}, "knn_baseline": {},
+            "metrics": {"new_domain_accuracy": 1, "knn": {"20": 50.0}, "knn_baseline": {"20": 60.0},
                         "linear_head": {"after": 1, "baseline": 1}},
             "timings": {"train_seconds": 1, "eval_seconds": 1, "total_seconds": 1, "images_per_second": 1},
             "environment": {"hardware": "cpu"}}
@@ -190,12 +190,18 @@ def test_scan_sorts_records_into_valid_and_invalid_ones(tmp_path):
     records.write_json(tmp_path / "c.json", good | {"schema": 0})
     records.write_json(tmp_path / "d.json", {k: v for k, v in good.items() if k != "timings"})
     (tmp_path / "e.json").write_text("[1, 2]")
+    records.write_json(tmp_path / "f.json", good | {"metrics": good["metrics"] | {"knn": "oops"}})
+    records.write_json(tmp_path / "g.json", good | {"metrics": good["metrics"] | {"new_domain_accuracy": 150}})
+    records.write_json(tmp_path / "h.json", good | {"seed": 1.5})
     records.write_json(tmp_path / "baseline.json", {"broken": True})  # not a run record: not scanned as one
     records.write_json(tmp_path / "x.error.json", {"error": {}})
     valid, invalid = records.scan(tmp_path)
     assert [r["run"] for r in valid] == ["a"] and records.read_records(tmp_path) == valid
     reasons = {path.name: reason for path, reason in invalid}
-    assert list(reasons) == ["b.json", "c.json", "d.json", "e.json"]
+    assert list(reasons) == ["b.json", "c.json", "d.json", "e.json", "f.json", "g.json", "h.json"]
+    assert reasons["f.json"] == "field metrics.knn: 'oops' is not a mapping of k to a percentage"
+    assert reasons["g.json"] == "field metrics.new_domain_accuracy: 150 is not a percentage in [0, 100]"
+    assert reasons["h.json"] == "field seed: 1.5 is not an integer >= 0"
     assert reasons["b.json"].startswith("not valid JSON (") and "300 bytes" in reasons["b.json"]
     assert reasons["c.json"] == f"schema version 0, this code reads version {records.SCHEMA}"
     assert "timings.train_seconds" in reasons["d.json"] and "lacks field(s) the book reads" in reasons["d.json"]

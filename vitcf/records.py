@@ -72,6 +72,45 @@ REQUIRED = {
 }
 # Each analysis's own results (vitcf.analyses).
 ANALYSIS_REQUIRED = {"reversibility": ("states",), "interpolation": ("points",)}
+# What the book computes with must also be of the right type: a number that is not one would pass the
+# presence check above and fail (or mislead) only when a page draws it. Types: "percent" (a finite
+# number in [0, 100]), "seconds" (finite, >= 0), "count" (an integer >= 0), "scores" (k -> percent, at
+# least one), "text".
+TYPED = {
+    "run": {"run": "text", "preset": "text", "method": "text", "family": "text", "label": "text", "seed": "count",
+            "trainable_params": "count", "config.train.lr": "seconds", "metrics.new_domain_accuracy": "percent",
+            "metrics.knn": "scores", "metrics.knn_baseline": "scores", "metrics.linear_head.after": "percent",
+            "metrics.linear_head.baseline": "percent", "timings.train_seconds": "seconds",
+            "timings.eval_seconds": "seconds", "timings.total_seconds": "seconds",
+            "timings.images_per_second": "seconds"},
+    "baseline": {"preset": "text", "width": "count", "num_classes": "count", "bank_size": "count",
+                 "query_size": "count", "knn": "scores", "linear_head": "percent"},
+    "analysis": {"run": "text", "label": "text", "seed": "count", "baseline.knn": "scores"},
+    "card": {},
+}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _type_problem(value, kind: str) -> str | None:
+    """Why `value` is not of the record field type `kind` (see TYPED), or None."""
+    if kind == "text":
+        return None if isinstance(value, str) else f"{value!r} is not text"
+    if kind == "count":
+        return None if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else \
+            f"{value!r} is not an integer >= 0"
+    if kind == "seconds":
+        return None if _finite(value) and value >= 0 else f"{value!r} is not a finite number >= 0"
+    if kind == "percent":
+        return None if _finite(value) and 0 <= value <= 100 else f"{value!r} is not a percentage in [0, 100]"
+    if kind == "scores":
+        if not isinstance(value, dict) or not value:
+            return f"{value!r} is not a mapping of k to a percentage"
+        bad = {k: v for k, v in value.items() if _type_problem(v, "percent")}
+        return f"{bad!r} are not percentages in [0, 100]" if bad else None
+    raise ValueError(f"unknown field type {kind!r}")
 _LIBRARIES = ("vitcf", "torch", "torchvision", "timm", "peft", "numpy")
 
 
@@ -193,6 +232,12 @@ def problem(record: object, kind: str = "run") -> str | None:
     missing = _missing(record, required)
     if missing:
         return f"lacks field(s) the book reads: {', '.join(missing)}"
+    for field, expected in TYPED[kind].items():
+        value = record
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if (found := _type_problem(value, expected)) is not None:
+            return f"field {field}: {found}"
     return None
 
 
