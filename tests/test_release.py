@@ -47,3 +47,38 @@ def test_every_notebook_opens_on_colab_with_the_repository_and_its_records():
         assert "git clone" in source and 'sys.path.insert(0, "/content/vitcf")' in source, path.name
         assert cells.index(install) < next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])
                                            or "import vitcf" in "".join(c["source"]) or "from vitcf" in "".join(c["source"]))
+
+
+def locked() -> dict[str, str]:
+    """requirements.lock's pins, by normalised name, each recorded with at least one hash."""
+    from packaging.utils import canonicalize_name
+
+    text = (REPO / "requirements.lock").read_text()
+    pins = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        found = re.match(r"([A-Za-z0-9_.\-]+)==([^\s\\;]+)", block)
+        if found:
+            assert "--hash=sha256:" in block, f"{found[1]} is pinned without a hash"
+            pins[canonicalize_name(found[1])] = found[2]
+    return pins
+
+
+def test_the_lock_file_is_current_with_pyproject_and_the_makefile():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = locked()
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"],
+              *project["optional-dependencies"]["book"]]
+    for line in wanted:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not in requirements.lock: run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), \
+            f"requirements.lock pins {name}=={pins[name]}, outside pyproject.toml's {requirement}: run `make lock`"
+    torch = re.search(r"^TORCH \?= (.*)$", (REPO / "Makefile").read_text(), re.M)[1].split()
+    for pin in torch:  # the Makefile's torch build is the locked one
+        name, version = pin.split("==")
+        assert pins[canonicalize_name(name)] == version, pin
+    assert "--require-hashes -r $(LOCK)" in (REPO / "Makefile").read_text()
