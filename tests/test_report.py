@@ -192,7 +192,9 @@ def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypat
     assert table.loc["Linear", "k-NN drop (points)"] == "0.00 ± 0.00"  # a frozen backbone cannot forget
     assert table.loc["Linear", "linear-head drop (points)"] == "0.00 ± 0.00"  # by either probe
     assert table.loc["Linear", "instance drop (points)"] == "0.00 ± 0.00"  # the instance probe too
-    assert list(table.columns[3:]) == ["new domain (%)", "k-NN probe (%), k=20", "k-NN drop (points)",
+    assert list(table.columns[:4]) == ["family", "trainable params", "learning rate", "seeds"]
+    assert table.loc["LoRA r=8", "learning rate"] == f"{lora['lr']:g}"  # the rate explains a row's accuracy
+    assert list(table.columns[4:]) == ["new domain (%)", "k-NN probe (%), k=20", "k-NN drop (points)",
                                        "linear-head probe (%)", "linear-head drop (points)",
                                        "re-fitted head drop (points)",
                                        "instance retrieval (%), k=20", "instance drop (points)"]

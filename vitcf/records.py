@@ -391,7 +391,7 @@ def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
             "run": record["run"], "preset": record["preset"], "method": record["method"],
             "family": record["family"], "label": record["label"],
             "hparams": json.dumps(record["hparams"], sort_keys=True), "seed": record["seed"],
-            "trainable_params": record["trainable_params"],
+            "trainable_params": record["trainable_params"], "lr": record["config"]["train"]["lr"],
             "new_domain_accuracy": metrics["new_domain_accuracy"],
             "pretrain_knn": knn[k], "pretrain_knn_baseline": base[k],
             "drop": base[k] - knn[k], "relative_drop": (base[k] - knn[k]) / base[k] if base[k] else 0.0,

@@ -316,6 +316,8 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     columns = {
         "family": summary["family"],
         "trainable params": [f"{n:,}" for n in summary["trainable_params"]],
+        **({"learning rate": [f"{rate:g}" for rate in grouped["lr"].first().reindex(summary.index)]}
+           if "lr" in frame and frame["lr"].notna().all() else {}),
         "seeds": summary["n"],
         "new domain (%)": cell("new_domain_accuracy"),
         f"k-NN probe (%), k={HEADLINE_K}": cell("pretrain_knn"),
