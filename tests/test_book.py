@@ -91,7 +91,7 @@ def test_the_design_page_reads_the_design_records(book):
                                    "Top-3", "LoRA r=4 (all)", "LoRA r=8", *(f"Block exp. p={p}" for p in range(1, 5))}
     text = text_of(html / "notebooks" / "design_space.html")
     assert f"Numbers on this page: {len(design)} run record(s) of the smoke preset" in text
-    for line in findings.design_note(frame).splitlines():  # "- **Axis**: sentence" bullets
+    for line in findings.design_note(frame, design).splitlines():  # "- **Axis**: sentence" bullets, gaps with intervals
         assert " ".join(line.split("**: ", 1)[1].split()) in text, line
     soup = BeautifulSoup((html / "notebooks" / "design_space.html").read_text(), "html.parser")
     assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the axis chart, then the trade-off plane
