@@ -111,7 +111,8 @@ def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
     assert f"Numbers on this page: {len(found['rates'])} run record(s) of the smoke preset" in text
     spec = get_preset("smoke")
     rates, schedule = (axes.axes_frame(found[grid], spec) for grid in ("rates", "schedule"))
-    for note in (axes.learning_note(rates), axes.rates_note(axes.claims_by_rate(rates)), axes.schedule_note(schedule, rates),
+    rates_note = axes.rates_note(axes.claims_by_rate(rates, found["rates"]))  # as the page: with intervals
+    for note in (axes.learning_note(rates), rates_note, axes.schedule_note(schedule, rates),
                  axes.grids_note(spec)):
         for line in note.splitlines():
             assert " ".join(line.lstrip("- ").replace("**", "").replace("*", "").replace("`", "").split()) in text, line
@@ -301,7 +302,7 @@ def test_charts_render_offline_and_the_slider_reranks(book):
     page_file = html / "notebooks" / "mini_study.html"
     text = page_file.read_text()
     assert f'defer="defer" src="../_static/{plots.BUNDLE_NAME}' in text  # loaded where a chart is, and only there
-    assert plots.BUNDLE_NAME not in (html / "book" / "intro.html").read_text()
+    assert plots.BUNDLE_NAME not in (html / "book" / "related.html").read_text()
     assert (html / "_static" / plots.BUNDLE_NAME).stat().st_size > 500_000
     assert "require.js" not in text and "cdn." not in text
     with offline_page(html, page_file) as page:

@@ -53,7 +53,7 @@ def unique_scripts(scripts: list) -> list:
 
 
 def _tidy_page(app, pagename, templatename, context, doctree) -> None:
-    # After the theme's own handlers (priority 501): they fill header_buttons and script_files.
+    # After the theme's handlers at priority 501, which fill header_buttons; script_files is filled by then.
     if "script_files" in context:
         context["script_files"] = unique_scripts(context["script_files"])
     if ".ipynb" not in str(context.get("sourcename", "")) and "header_buttons" in context:
@@ -65,6 +65,8 @@ def setup(app) -> dict:
     _static folder (never committed, always matching the installed Altair and vl-convert)."""
     app.connect("builder-inited", _write_assets)
     app.connect("html-page-context", _bundle_where_charts_are)
-    app.connect("html-page-context", _tidy_page, priority=900)
+    # Right after the theme fills the buttons (501): Sphinx stops calling page handlers at the first that
+    # returns a template name, and a later one (a theme's) does.
+    app.connect("html-page-context", _tidy_page, priority=502)
     app.add_css_file(CHART_CSS_NAME)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
