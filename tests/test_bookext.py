@@ -5,19 +5,23 @@ from types import SimpleNamespace
 from vitcf import bookext
 
 
-class Script(str):
-    def __new__(cls, filename, body=None):
-        script = super().__new__(cls, filename)
-        script.attributes = {} if body is None else {"body": body}
-        return script
+class Script:
+    """As Sphinx's _JavaScript: a file name, a priority, attributes (an inline script's body among them)."""
+
+    def __init__(self, filename, body=None, priority=500):
+        self.filename, self.priority = filename, priority
+        self.attributes = {} if body is None else {"body": body}
+
+    def __str__(self):
+        return f"Script({self.filename!r}, priority={self.priority}, {self.attributes})"
 
 
 def test_a_script_registered_twice_is_kept_once_in_its_place():
-    scripts = [Script("a.js"), Script("", 'const THEBE_JS_URL = "x"'), Script("b.js"),
-               Script("", 'const THEBE_JS_URL = "x"'), Script("a.js"), Script("", "other()")]
+    scripts = [Script("a.js"), Script(None, 'const THEBE_JS_URL = "x"'), Script("b.js"),
+               Script(None, 'const THEBE_JS_URL = "x"', priority=501), Script("a.js"), Script(None, "other()")]
     kept = bookext.unique_scripts(scripts)
-    assert [(str(s), s.attributes.get("body")) for s in kept] == [
-        ("a.js", None), ("", 'const THEBE_JS_URL = "x"'), ("b.js", None), ("", "other()")]
+    assert [(s.filename, s.attributes.get("body")) for s in kept] == [
+        ("a.js", None), (None, 'const THEBE_JS_URL = "x"'), ("b.js", None), (None, "other()")]
 
 
 def page(sourcename):
