@@ -18,7 +18,7 @@ class Script:
 
 def test_a_script_registered_twice_is_kept_once_in_its_place():
     scripts = [Script("a.js"), Script(None, 'const THEBE_JS_URL = "x"'), Script("b.js"),
-               Script(None, 'const THEBE_JS_URL = "x"', priority=501), Script("a.js"), Script(None, "other()")]
+               Script("", 'const THEBE_JS_URL = "x"', priority=501), Script("a.js"), Script(None, "other()")]
     kept = bookext.unique_scripts(scripts)
     assert [(s.filename, s.attributes.get("body")) for s in kept] == [
         ("a.js", None), (None, 'const THEBE_JS_URL = "x"'), ("b.js", None), (None, "other()")]

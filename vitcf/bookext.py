@@ -45,8 +45,9 @@ def unique_scripts(scripts: list) -> list:
     """`scripts` (Sphinx's `script_files` of a page) with each file or inline body kept once, in order."""
     seen, kept = set(), []
     for script in scripts:
-        # By file and inline body only: the same script registered twice may carry two priorities.
-        key = (str(getattr(script, "filename", script)), getattr(script, "attributes", {}).get("body"))
+        # By file and inline body only: the same inline script comes registered once with filename None and
+        # once with "" (sphinx-thebe and sphinx-togglebutton add theirs twice).
+        key = (str(getattr(script, "filename", script) or ""), getattr(script, "attributes", {}).get("body"))
         if key not in seen:
             seen.add(key)
             kept.append(script)
