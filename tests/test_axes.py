@@ -97,7 +97,8 @@ def test_the_rate_chart_has_the_slider_both_probes_and_the_bars_view(rates):
     spec = axes.rate_chart(rates).to_dict()
     text = json.dumps(spec)
     (param,) = [p for p in spec["params"] if p["name"] == axes.RATE_PARAM]
-    assert param["bind"]["input"] == "range" and param["bind"]["max"] == 1 and param["value"] == 0  # 0.005 first
+    assert param["bind"]["input"] == "radio" and param["bind"]["options"] == [0, 1] and param["value"] == 0  # 0.005 first
+    assert param["bind"]["labels"] == ["0.005", "0.05"]  # the reader sees the rate, not its index
     assert '"name": "at_rate_knn"' in text and '"name": "at_rate_linear_head"' in text and '"linear head probe"' in text and '"k-NN probe"' in text
     values = next(iter(spec["datasets"].values()))
     assert {row["probe"] for row in values} == {"k-NN", "linear head"}
@@ -144,7 +145,7 @@ def test_curves_read_both_probes_and_records_made_before_the_linear_head_curve()
     spec = json.dumps(axes.schedule_chart(axes.axes_frame(runs, get_preset("smoke")), frame).to_dict())
     assert f'"name": "{axes.LENGTH_PARAM}"' in spec and '"name": "at_length_linear_head' in spec  # altair numbers repeated layers
     assert '"name": "curve_knn"' in spec and '"name": "curve_linear_head"' in spec
-    assert '"max": 1' in spec  # two schedule lengths: 6 and 12
+    assert '"labels": ["6", "12"]' in spec  # two schedule lengths, 6 and 12, each a labelled button
 
 
 def test_the_schedule_note_weighs_the_last_change_against_the_seed_spread(rates):

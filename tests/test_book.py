@@ -91,7 +91,7 @@ def test_the_design_page_reads_the_design_records(book):
                                    "Top-3", "LoRA r=4 (all)", "LoRA r=8", *(f"Block exp. p={p}" for p in range(1, 5))}
     text = text_of(html / "notebooks" / "design_space.html")
     assert f"Numbers on this page: {len(design)} run record(s) of the smoke preset" in text
-    for line in findings.design_note(frame).splitlines():  # "- **Axis**: sentence" bullets
+    for line in findings.design_note(frame, design).splitlines():  # "- **Axis**: sentence" bullets, gaps with intervals
         assert " ".join(line.split("**: ", 1)[1].split()) in text, line
     soup = BeautifulSoup((html / "notebooks" / "design_space.html").read_text(), "html.parser")
     assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the axis chart, then the trade-off plane
@@ -111,7 +111,8 @@ def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
     assert f"Numbers on this page: {len(found['rates'])} run record(s) of the smoke preset" in text
     spec = get_preset("smoke")
     rates, schedule = (axes.axes_frame(found[grid], spec) for grid in ("rates", "schedule"))
-    for note in (axes.learning_note(rates), axes.rates_note(axes.claims_by_rate(rates)), axes.schedule_note(schedule, rates),
+    rates_note = axes.rates_note(axes.claims_by_rate(rates, found["rates"]))  # as the page: with intervals
+    for note in (axes.learning_note(rates), rates_note, axes.schedule_note(schedule, rates),
                  axes.grids_note(spec)):
         for line in note.splitlines():
             assert " ".join(line.lstrip("- ").replace("**", "").replace("*", "").replace("`", "").split()) in text, line
@@ -214,6 +215,9 @@ def test_run_it_yourself_notebooks_are_shown_not_executed_with_launch_and_downlo
         assert any(href.endswith(f"{page.split('/')[-1]}.ipynb") for href in links), page  # the download
     mini = BeautifulSoup((html / "notebooks" / "mini_study.html").read_text(), "html.parser")
     assert mini.select("div.cell_output")  # the results pages are executed
+    for page in ("book/intro", "book/methods"):  # Markdown pages: Colab cannot open them, so no launch button
+        links = [a.get("href", "") for a in BeautifulSoup((html / f"{page}.html").read_text(), "html.parser").find_all("a")]
+        assert not any("colab.research.google.com" in href or "mybinder.org" in href for href in links), page
 
 
 MOVE_SLIDER = "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }"
@@ -262,36 +266,22 @@ def listen(page, requests: list) -> list:
     return errors
 
 
-def console_errors(browser, path: Path) -> list:
-    page = browser.new_page()
-    errors = listen(page, [])
-    page.goto(path.as_uri())
-    page.wait_for_load_state("load")
-    page.close()
-    return errors
-
-
 @contextlib.contextmanager
 def offline_page(html: Path, path: Path):
-    """`path` open in headless Chromium; afterwards, assert it logged no console error of its own
-    and requested nothing from the network.
-
-    The theme logs errors of its own on every page (JB1 declares THEBE_JS_URL twice, the theme
-    warns of its colour mode): what the page adds is measured against a page without a chart.
-    """
+    """`path` open in headless Chromium; afterwards, assert it logged no console error and requested
+    nothing from the network (the theme's own slips are mended by vitcf.bookext and _config.yml)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
-            theme_errors = console_errors(browser, html / "book" / "intro.html")
             page, requests = browser.new_page(), []
             errors = listen(page, requests)
             page.goto(path.as_uri())
             yield page
         finally:
             browser.close()
-    assert [e for e in errors if e not in theme_errors] == []
+    assert errors == []
     remote = [url for url in requests if not url.startswith(("file://", "data:", "blob:"))]
     assert not remote, remote
 
@@ -312,7 +302,7 @@ def test_charts_render_offline_and_the_slider_reranks(book):
     page_file = html / "notebooks" / "mini_study.html"
     text = page_file.read_text()
     assert f'defer="defer" src="../_static/{plots.BUNDLE_NAME}' in text  # loaded where a chart is, and only there
-    assert plots.BUNDLE_NAME not in (html / "book" / "intro.html").read_text()
+    assert plots.BUNDLE_NAME not in (html / "book" / "related.html").read_text()
     assert (html / "_static" / plots.BUNDLE_NAME).stat().st_size > 500_000
     assert "require.js" not in text and "cdn." not in text
     with offline_page(html, page_file) as page:
@@ -395,7 +385,7 @@ def read_every_page(html: Path) -> dict:
         try:
             for name in TOC_PAGES:
                 page, requests = browser.new_page(), []
-                listen(page, requests)
+                errors = listen(page, requests)
                 page.goto((html / f"{name}.html").as_uri())
                 page.wait_for_load_state("load")
                 charts = page.locator(f"div.{plots.CHART_CLASS}")
@@ -409,6 +399,7 @@ def read_every_page(html: Path) -> dict:
                     - page.locator("article .math mjx-container").count(),
                     "math": page.locator("article mjx-container").count(),
                     "remote": [u for u in requests if not u.startswith(("file://", "data:", "blob:"))],
+                    "errors": errors,
                 }
                 page.close()
         finally:
@@ -427,6 +418,7 @@ def test_every_page_draws_its_marks_and_shows_no_python_object(book):
         assert marks["unstroked"] == [] and marks["unfilled"] == [], (name, marks)
         assert PYTHON_REPR.search(page["text"]) is None, (name, PYTHON_REPR.search(page["text"])[0])
         assert page["remote"] == [], (name, page["remote"])  # the math renderer and the charts are local
+        assert page["errors"] == [], (name, page["errors"])  # the theme's too: one Thebe config, a default mode
         assert page["raw_math"] == 0, name  # every formula typeset, none left as TeX
     charted = [seen[name]["marks"] for name in TOC_PAGES if seen[name]["charts"]]
     assert all(m["lines"] + m["points"] + m["bars"] > 0 for m in charted)
@@ -470,3 +462,49 @@ def test_every_chart_fits_the_column_on_a_desktop_and_on_a_phone(book):
         finally:
             browser.close()
     assert scaled > 0  # on a phone, at least one chart is drawn smaller than its natural width to fit
+
+
+# Elements that stick out of the article's column and cannot be scrolled to (an ancestor inside the
+# column with a horizontal scrollbar makes a wide table readable on a phone), and table cells cut with "...".
+READ_LAYOUT = """() => {
+  const article = document.querySelector('article');
+  const column = article.getBoundingClientRect();
+  const scrolls = el => { for (let a = el.parentElement; a && a !== article; a = a.parentElement) {
+      const style = getComputedStyle(a);
+      if (['auto', 'scroll'].includes(style.overflowX) && a.getBoundingClientRect().right <= column.right + 1) return true;
+    } return false; };
+  const out = [];
+  for (const el of article.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > column.right + 1 && !scrolls(el) && !el.closest('svg')) {
+      out.push(el.tagName + '.' + (el.className && el.className.baseVal === undefined ? el.className : '') +
+               ' ' + Math.round(r.right - column.right) + 'px');
+    }
+  }
+  const cut = [...article.querySelectorAll('td, th')].map(c => c.textContent.trim()).filter(t => t.endsWith('...'));
+  return {out, cut};
+}"""
+
+
+@needs_chromium
+def test_every_page_fits_a_desktop_and_a_phone_with_nothing_cut(book):
+    from playwright.sync_api import sync_playwright
+
+    html, _, _ = book
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            for width in (1280, 400):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                errors = listen(page, [])
+                for name in TOC_PAGES:
+                    page.goto((html / f"{name}.html").as_uri())
+                    for chart in page.locator(f"div.{plots.CHART_CLASS}").all():
+                        chart.locator("svg.marks").wait_for(timeout=20_000)
+                    layout = page.evaluate(READ_LAYOUT)
+                    assert layout["out"] == [], (width, name, layout["out"][:5])
+                    assert layout["cut"] == [], (width, name, layout["cut"][:5])
+                assert errors == [], (width, errors[:3])
+                page.close()
+        finally:
+            browser.close()

@@ -91,10 +91,9 @@ def test_the_mini_page_sliders_rerank_and_redraw(mini_book):
         assert len(rankings) == 2  # keeping everything and learning most rank the methods differently
 
         bars = """el => [...el.querySelectorAll('g[class*="forgetting_at_step"] path')].map(p => p.getAttribute('d'))"""
-        step = curve.locator(f'input[type="range"][name="{plots.STEP_PARAM}"]')
         at_end = curve.evaluate(bars)
         with redrawn(page, curve):
-            step.evaluate(MOVE_SLIDER, "0")  # the first probe, before any training step
+            curve.locator(f'input[type="radio"][name="{plots.STEP_PARAM}"][value="0"]').check()  # before any step
         at_start = curve.evaluate(bars)
         assert at_start and at_start != at_end
 
@@ -110,22 +109,22 @@ def test_the_axes_page_rate_and_length_sliders_redraw(mini_book):
         length_chart = charts.filter(has=page.locator(f'input[name="{axes.LENGTH_PARAM}"]'))
         for chart in (rate_chart, length_chart):
             chart.locator("svg.marks").wait_for(timeout=30_000)
-        rate = rate_chart.locator(f'input[type="range"][name="{axes.RATE_PARAM}"]')
+        rates = rate_chart.locator(f'input[type="radio"][name="{axes.RATE_PARAM}"]')
         seen = []
-        for index in reversed(range(int(rate.get_attribute("max")) + 1)):  # every rate of the grid
+        for index in reversed(range(rates.count())):  # every rate of the grid
             with redrawn(page, rate_chart):
-                rate.evaluate(MOVE_SLIDER, str(index))
+                rates.nth(index).check()
             bars = [bar for view in ("at_rate_knn", "at_rate_linear_head", "at_rate_instance_retrieval")
                     for bar in rate_chart.evaluate(marks, view)]
             assert len(bars) == 3 * len(axes.LABELS), index  # one bar per family and probe
             seen.append(tuple(bars))
         assert len(set(seen)) == len(seen)  # each rate draws its own bars
 
-        length = length_chart.locator(f'input[type="range"][name="{axes.LENGTH_PARAM}"]')
+        lengths = length_chart.locator(f'input[type="radio"][name="{axes.LENGTH_PARAM}"]')
         curves = []
-        for index in reversed(range(int(length.get_attribute("max")) + 1)):  # from the longest: it starts at 0
+        for index in reversed(range(lengths.count())):  # from the longest: it starts at 0
             with redrawn(page, length_chart):
-                length.evaluate(MOVE_SLIDER, str(index))
+                lengths.nth(index).check()
             drawn = (length_chart.evaluate(marks, "curve_instance_retrieval"),
                      length_chart.evaluate(marks, "at_length_knn"))
             assert drawn[0] and drawn[1], index  # the instance probe's curves and the picked length's rule

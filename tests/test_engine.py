@@ -54,7 +54,9 @@ def test_unknown_preset():
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"steps": 0}, "steps must be an integer >= 1, got 0"),
-     ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
+     ({"lr": -1.0}, r"lr must be a number in \(0, 10\], got -1.0"),
+     ({"lr": 1e308}, r"lr must be a number in \(0, 10\], got 1e\+308"),
+     ({"lr": float("nan")}, r"lr must be a number in \(0, 10\], got nan"),
      ({"warmup_steps": 20}, r"warmup_steps must be an integer in \[0, 10\], got 20")],
 )
 def test_train_config_validation(change, message):
@@ -127,7 +129,9 @@ def test_plan_fails_before_compute_without_backbone_weights(tmp_path, monkeypatc
      (("smoke", "lorra", {}, 0), "unknown method 'lorra'"),
      (("smoke", "lora", {"p": 2}, 0), "method 'lora' has no hyperparameter p"),
      (("smoke", "block_expansion", {"p": 0}, 0), "p must be an integer >= 1, got 0"),
-     (("smoke", "full", {}, -1), "seed must be an integer >= 0, got -1")],
+     (("smoke", "full", {}, -1), r"seed must be an integer in \[0, 4294967295\], got -1"),
+     (("smoke", "full", {}, 10**20), r"seed must be an integer in \[0, 4294967295\], got 100000000000000000000"),
+     (("smoke", "lora", {"r": 100_000_000}, 0), r"r must be at most 32 \(the smaller side of the adapted layers for target .qv.\), got 100000000")],
 )
 def test_plan_rejects_bad_arguments_and_writes_nothing(tmp_path, args, message):
     with pytest.raises(ValueError, match=message):

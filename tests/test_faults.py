@@ -180,7 +180,7 @@ def test_scan_sorts_records_into_valid_and_invalid_ones(tmp_path):
     good = {"schema": records.SCHEMA, "run": "a", "preset": "smoke", "method": "linear", "family": "linear",
             "label": "Linear", "hparams": {}, "seed": 0, "trainable_params": 1,
             "config": {"selection": "x", "train": {"lr": 0.1}},
-            "metrics": {"new_domain_accuracy": 1, "knn": {}, "knn_baseline": {},
+            "metrics": {"new_domain_accuracy": 1, "knn": {"20": 50.0}, "knn_baseline": {"20": 60.0},
                         "linear_head": {"after": 1, "baseline": 1}},
             "timings": {"train_seconds": 1, "eval_seconds": 1, "total_seconds": 1, "images_per_second": 1},
             "environment": {"hardware": "cpu"}}
@@ -190,12 +190,18 @@ def test_scan_sorts_records_into_valid_and_invalid_ones(tmp_path):
     records.write_json(tmp_path / "c.json", good | {"schema": 0})
     records.write_json(tmp_path / "d.json", {k: v for k, v in good.items() if k != "timings"})
     (tmp_path / "e.json").write_text("[1, 2]")
+    records.write_json(tmp_path / "f.json", good | {"metrics": good["metrics"] | {"knn": "oops"}})
+    records.write_json(tmp_path / "g.json", good | {"metrics": good["metrics"] | {"new_domain_accuracy": 150}})
+    records.write_json(tmp_path / "h.json", good | {"seed": 1.5})
     records.write_json(tmp_path / "baseline.json", {"broken": True})  # not a run record: not scanned as one
     records.write_json(tmp_path / "x.error.json", {"error": {}})
     valid, invalid = records.scan(tmp_path)
     assert [r["run"] for r in valid] == ["a"] and records.read_records(tmp_path) == valid
     reasons = {path.name: reason for path, reason in invalid}
-    assert list(reasons) == ["b.json", "c.json", "d.json", "e.json"]
+    assert list(reasons) == ["b.json", "c.json", "d.json", "e.json", "f.json", "g.json", "h.json"]
+    assert reasons["f.json"] == "field metrics.knn: 'oops' is not a mapping of k to a percentage"
+    assert reasons["g.json"] == "field metrics.new_domain_accuracy: 150 is not a percentage in [0, 100]"
+    assert reasons["h.json"] == "field seed: 1.5 is not an integer >= 0"
     assert reasons["b.json"].startswith("not valid JSON (") and "300 bytes" in reasons["b.json"]
     assert reasons["c.json"] == f"schema version 0, this code reads version {records.SCHEMA}"
     assert "timings.train_seconds" in reasons["d.json"] and "lacks field(s) the book reads" in reasons["d.json"]
@@ -416,3 +422,89 @@ def test_corrupted_weights_are_refused_naming_the_file_and_both_hashes(tmp_path,
     (record,) = records.read_records(folder)
     assert record["config"]["backbone_weights"]["sha256"] == expected
     recovered([record["run"]])
+
+
+# --- bad input and unreadable caches: refused or healed before compute is wasted ---------------------
+
+def test_a_diverging_run_fails_naming_step_loss_and_rate_and_records_nothing(tmp_path, monkeypatch, capsys):
+    from vitcf import train
+
+    fault()
+    real = train.train_step
+    calls = []
+
+    def diverging(*args, **kwargs):  # the second update's loss is NaN, as a run at a rate far too high gets
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) >= 2 else loss
+
+    monkeypatch.setattr(train, "train_step", diverging)
+    folder = tmp_path / "smoke"
+    assert main(["run", "--preset", "smoke", "--method", "full", "--lr", "5", "--results-dir", str(folder),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged: the loss is nan at step 2 of 6 (learning rate" in err and "base rate 5)" in err
+    assert not list(folder.glob("full*.json"))  # no record of a run that diverged
+
+
+def test_no_record_holds_nan_or_an_infinity(tmp_path):
+    fault()
+    path = tmp_path / "run.json"
+    with pytest.raises(ValueError, match=r"cannot write .*run.json: .*\(metrics.knn.20 is nan\); nothing was written"):
+        records.write_json(path, {"metrics": {"knn": {"20": float("nan")}}})
+    with pytest.raises(ValueError, match=r"metrics.curve.1 is inf"):
+        records.write_json(path, {"metrics": {"curve": [1.0, float("inf")]}})
+    assert not path.exists()
+
+
+def test_a_folder_it_cannot_write_fails_before_the_baseline_probe(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    from vitcf import study
+
+    fault()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(study, "train_planned", lambda *a, **k: pytest.fail("computed before checking the folder"))
+    folder = tmp_path / "smoke"
+    assert main(["run", "--preset", "smoke", "--method", "linear", "--results-dir", str(folder), "--quiet"]) == 2
+    assert f"cannot write records in {folder}: Read-only file system" in capsys.readouterr().err
+
+
+def test_an_unreadable_baseline_cache_is_moved_aside_and_made_again(tmp_path, capsys):
+    from vitcf.study import cached_baseline
+
+    fault(2)
+    folder = tmp_path / "smoke"
+    folder.mkdir()
+    path, head = folder / "baseline.json", folder / "baseline_head.safetensors"
+    records.write_json(path, {"key": "k", "width": 4, "num_classes": 3})
+    save_state_dict(torch.nn.Linear(4, 3), head)
+    assert cached_baseline(path, head, "k")[1].weight.shape == (3, 4)  # a sound cache is read
+    head.write_bytes(head.read_bytes()[:20])  # truncated
+    assert cached_baseline(path, head, "k") is None
+    assert not path.exists() and not head.exists()
+    kept = sorted(p.name for p in (folder / records.INVALID_DIR).iterdir() if not p.name.endswith(".txt"))
+    assert [name.split(".")[0] for name in kept] == ["baseline", "baseline_head"]
+    assert "baseline_head.safetensors: unreadable" in capsys.readouterr().out
+    path.write_text("{not json")  # a corrupt record with a sound head: the same cure
+    save_state_dict(torch.nn.Linear(4, 3), head)
+    assert cached_baseline(path, head, "k") is None and not path.exists()
+    recovered(["baseline"])
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
+    import vitcf.cli
+
+    fault()
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vitcf.cli, "_params", interrupted)
+    assert main(["params"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vitcf params: interrupted;") and "Traceback" not in err

@@ -169,9 +169,13 @@ def test_the_backbone_section_says_plainly_how_good_the_weights_are():
 
 def test_the_protocol_table_summarises_the_grids():
     table = report.protocol_table(get_preset("paper"))
-    assert table.loc["design", "value"].endswith("design points (the design-space page shows them)")
+    assert table.loc["design", "value"] == "36 design points (the design-space page)"
     assert table.loc["grid", "value"].startswith("10 configurations")
-    assert "{" not in table.loc["design", "value"]
+    assert table.loc["rates", "value"] == "20 points of the learning-rate axis"
+    assert (table.loc["knn mean", "value"], table.loc["pretrained", "value"]) == ("0.485, 0.456, 0.406", "yes")
+    assert table.loc["curve probe", "value"] == "none"
+    for value in table["value"]:  # no Python reprs for a reader
+        assert not any(mark in value for mark in ("{", "None", "True", "False", "GridPoint", "((")), value
 
 
 def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypatch):
@@ -188,7 +192,9 @@ def test_results_table_gives_mean_and_spread_over_seeds(smoke_results, monkeypat
     assert table.loc["Linear", "k-NN drop (points)"] == "0.00 ± 0.00"  # a frozen backbone cannot forget
     assert table.loc["Linear", "linear-head drop (points)"] == "0.00 ± 0.00"  # by either probe
     assert table.loc["Linear", "instance drop (points)"] == "0.00 ± 0.00"  # the instance probe too
-    assert list(table.columns[3:]) == ["new domain (%)", "k-NN probe (%), k=20", "k-NN drop (points)",
+    assert list(table.columns[:4]) == ["family", "trainable params", "learning rate", "seeds"]
+    assert table.loc["LoRA r=8", "learning rate"] == f"{lora['lr']:g}"  # the rate explains a row's accuracy
+    assert list(table.columns[4:]) == ["new domain (%)", "k-NN probe (%), k=20", "k-NN drop (points)",
                                        "linear-head probe (%)", "linear-head drop (points)",
                                        "re-fitted head drop (points)",
                                        "instance retrieval (%), k=20", "instance drop (points)"]
@@ -432,3 +438,16 @@ def test_an_inconclusive_verdict_by_another_probe_is_not_counted_as_agreement(mo
     note = findings.agreement_note(None, None)
     assert note.endswith("The paper reports no linear-head probe; by ours, 1 of its 2 claims about forgetting come "
                          "out as in the paper and 1 inconclusive.")
+
+
+def test_a_long_table_folds_away_with_its_rows_as_a_csv_download():
+    from urllib.parse import unquote
+
+    frame = pd.DataFrame({"run": [f"r{i}" for i in range(40)], "drop": [i / 3 for i in range(40)]})
+    html = report.collapsible(frame, "Every run", "runs.csv").data
+    assert html.startswith('<details class="vitcf-table"><summary>Every run (40 rows; open to read)</summary>')
+    href = html.split('href="data:text/csv;charset=utf-8,')[1].split('"')[0]
+    assert unquote(href) == frame.to_csv(index=False) and 'download="runs.csv"' in html
+    assert "r39" in html and "drop</th>" in html  # every row and column, none cut
+    styled = report.collapsible(frame.style.format({"drop": "{:.2f}"}), "Styled", "s.csv").data
+    assert "13.00" in styled  # the Styler's formatting kept

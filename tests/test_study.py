@@ -229,3 +229,12 @@ def test_records_keep_paths_inside_the_checkout_relative_to_it(tmp_path):
     assert records.located("vitcf/weights/mini.safetensors") == inside
     assert records.portable(tmp_path / "w.safetensors") == str((tmp_path / "w.safetensors").resolve())
     assert records.located(records.portable(tmp_path / "w.safetensors")) == (tmp_path / "w.safetensors").resolve()
+
+
+def test_a_run_started_from_another_folder_writes_where_the_book_reads(tmp_path, monkeypatch):
+    from vitcf import records
+    from vitcf.study import plan_run
+
+    monkeypatch.chdir(tmp_path)
+    plan = plan_run("smoke", "linear", {}, 0)
+    assert plan.path == records.REPO / "results" / "smoke" / "linear_seed0.json"

@@ -74,7 +74,7 @@ def test_a_failed_run_is_isolated_then_resumed_then_skipped(tmp_path, failing_no
     ({"preset": "tiny"}, "unknown preset 'tiny'; allowed: paper, mini, smoke"),
     ({"only": ["lora", "LoRA r=5"]}, r"\['LoRA r=5'\] match no point of the core grid .*allowed: method names full, top_k"),
     ({"only": []}, "names no grid point .*labels Full, Top-3"),
-    ({"seeds": (0, -1)}, "seed must be an integer >= 0, got -1"),
+    ({"seeds": (0, -1)}, r"seed must be an integer in \[0, 4294967295\], got -1"),
     ({"seeds": ()}, "at least one seed"),
     ({"forgetting_steps": (7,)}, r"forgetting steps must be integers in \[0, 6\], got \[7\]"),
     ({"device": "tpu"}, "allowed: cpu, cuda"),

@@ -85,7 +85,7 @@ def test_the_build_is_the_makefiles_from_the_committed_records():
     # no sweep, no training, no GPU: only the committed records are read
     for word in ("vitcf sweep", "vitcf run", "vitcf pretrain", "vitcf analyse", "make book", "cuda"):
         assert word not in text
-    assert "download.pytorch.org/whl/cpu" in text and ".[book]" in text
+    assert "requirements.lock" in text and ".[book]" in text
 
 
 def test_the_math_renderer_is_served_from_the_build(tmp_path):
@@ -106,3 +106,12 @@ def test_the_math_renderer_is_served_from_the_build(tmp_path):
     assert "_static/mathjax/tex-chtml.js" in sources
     assert not [s for s in sources if re.match(r"(https?:)?//", s)], sources
     assert (tmp_path / "_build" / "html" / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_the_workflow_installs_from_the_lock_file_as_make_does():
+    steps = workflow()["jobs"]["build"]["steps"]
+    commands = "\n".join(step.get("run", "") for step in steps)
+    assert "pip install --require-hashes -r requirements.lock" in commands
+    assert "download.pytorch.org" not in commands and "pip install torch" not in commands  # no unpinned torch
+    setup = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python"))
+    assert setup["with"]["cache-dependency-path"] == "requirements.lock"

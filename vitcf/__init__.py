@@ -1,9 +1,33 @@
 """vitcf: fine-tuning self-supervised ViTs with and without catastrophic forgetting."""
 
+from importlib import metadata as _metadata
+
 from .backbones import BACKBONES, WeightsUnavailableError, cls_features, create_backbone
 from .checkpoints import CheckpointError
 from .methods import METHODS, apply_method, make_method
 from .params import count_trainable
+
+
+
+def _version() -> str:
+    """The checkout's pyproject.toml version where there is one (an editable install's metadata can lag
+    behind it), else the installed package's."""
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        import tomllib
+
+        return tomllib.loads(pyproject.read_text())["project"]["version"]
+    except (ImportError, OSError, KeyError):
+        pass
+    try:
+        return _metadata.version("vitcf")
+    except _metadata.PackageNotFoundError:
+        return "unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "BACKBONES",

@@ -157,11 +157,13 @@ def default_plan(preset: str) -> list[tuple[str, str, dict]]:
 
 
 def run_analyses(preset: str, *, only=None, seeds=(0,), results_dir=None, device=None, progress=True,
-                 on_record=None) -> list[dict]:
+                 on_record=None, train_missing: bool = False) -> list[dict]:
     """Run the standard set (or the analyses named in `only`) for each seed; finished ones are skipped.
 
     Everything is validated before the first run: unknown analysis names, seeds, the preset, and
-    every (method, hyperparameters) through `plan_run`.
+    every (method, hyperparameters) through `plan_run`. An analysis starts from its run, so a run with
+    no record is an error naming the sweep that makes it, unless `train_missing` (then it is trained
+    here, as the sweep would).
     """
     from tqdm.auto import tqdm
 
@@ -175,8 +177,15 @@ def run_analyses(preset: str, *, only=None, seeds=(0,), results_dir=None, device
         raise ValueError(f"seeds must be integers >= 0, got {seeds}")
     jobs = [(name, method, hparams, seed) for seed in seeds for name, method, hparams in default_plan(preset)
             if name in wanted]
-    for _, method, hparams, seed in jobs:
-        plan_run(preset, method, hparams, seed, results_dir=results_dir, device=device, forgetting_steps=())
+    plans = [(name, plan_run(preset, method, hparams, seed, results_dir=results_dir, device=device,
+                             forgetting_steps=())) for name, method, hparams, seed in jobs]
+    missing = sorted({plan.path.name for name, plan in plans
+                      if not plan.path.exists() and not _record_path(plan, name).exists()})
+    if missing and not train_missing:
+        seeds_flag = "" if seeds == [0] else " --seeds " + " ".join(map(str, sorted(set(seeds))))
+        raise ValueError(f"the analyses start from runs that have no record in {plans[0][1].path.parent}: "
+                         f"{', '.join(missing)}; `vitcf sweep --preset {preset}{seeds_flag}` makes them "
+                         "(or pass --train-missing to train them here)")
     done = []
     for name, method, hparams, seed in tqdm(jobs, desc=f"analyses {preset}", unit="run", disable=not progress):
         record = runners[name](preset, method, hparams, seed, results_dir=results_dir, device=device, progress=False)

@@ -102,8 +102,8 @@ def rate_chart(frame: pd.DataFrame):
     width, small = PANEL_WIDTH[len(names)], SMALL_WIDTH[len(names)]
     long = _long(axis_summary(frame, "lr"), "lr")
     long = long.assign(rate_index=long["lr"].map(_index_of(rates)))
-    pick = alt.param(name=RATE_PARAM, value=rates.index(0.005) if 0.005 in rates else 0, bind=alt.binding_range(
-        min=0, max=len(rates) - 1, step=1, name=f"Learning rate ({', '.join(f'{r:g}' for r in rates)}) "))
+    pick = alt.param(name=RATE_PARAM, value=rates.index(0.005) if 0.005 in rates else 0, bind=alt.binding_radio(
+        options=list(range(len(rates))), labels=[f"{r:g}" for r in rates], name="Learning rate "))
     colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS, legend=alt.Legend(orient="top"))
     tooltip = ["label:N", alt.Tooltip("lr:Q", title="learning rate", format="~g"), "seeds:Q", "probe:N",
                alt.Tooltip("new_domain_accuracy:Q", title="new domain (%)", format=".2f"),
@@ -126,8 +126,8 @@ def rate_chart(frame: pd.DataFrame):
 
     picked = alt.Chart(long).transform_filter(f"datum.rate_index == {RATE_PARAM}")
     bars = alt.hconcat(
-        picked.transform_filter(alt.datum.probe == KNN.name).mark_bar().encode(
-            x=alt.X("new_domain_accuracy:Q", title="New-domain accuracy (%)"),
+        picked.transform_filter(alt.datum.probe == KNN.name).mark_point(filled=True, size=80).encode(
+            x=alt.X("new_domain_accuracy:Q", title="New-domain accuracy (%)", scale=alt.Scale(zero=False)),
             y=alt.Y("label:N", title=None, sort=list(LABELS)), color=colour, tooltip=tooltip,
         ).properties(width=small, title="learnt", name="at_rate_learnt"),
         *(picked.transform_filter(alt.datum.probe == name).mark_bar().encode(
@@ -178,10 +178,11 @@ def schedule_chart(frame: pd.DataFrame, curves: pd.DataFrame):
     long = _long(axis_summary(frame, "steps"), "steps")
     long = long.assign(length_index=long["steps"].map(_index_of(lengths)))
     curves = curves.assign(length_index=curves["steps"].map(_index_of(lengths)))
-    pick = alt.param(name=LENGTH_PARAM, value=0, bind=alt.binding_range(
-        min=0, max=len(lengths) - 1, step=1, name=f"Schedule length (steps: {', '.join(f'{n:,}' for n in lengths)}) "))
+    pick = alt.param(name=LENGTH_PARAM, value=0, bind=alt.binding_radio(
+        options=list(range(len(lengths))), labels=[f"{n:,}" for n in lengths], name="Schedule length (steps) "))
     colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS, legend=alt.Legend(orient="top"))
-    step_x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog", constant=10))
+    step_x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog", constant=10),
+                   axis=alt.Axis(values=sorted(curves["step"].unique().tolist()), labelOverlap="greedy", format="~s"))
 
     def curve_panel(probe: str) -> alt.Chart:
         return alt.Chart(curves).transform_filter(alt.datum.probe == probe).transform_filter(

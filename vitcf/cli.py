@@ -108,7 +108,8 @@ def _analyse(args: argparse.Namespace) -> int:
         tqdm.write(f"{record['analysis']} {record['label']} seed {record['seed']}: {status}")
 
     done = run_analyses(args.preset, only=args.only, seeds=tuple(args.seeds), results_dir=args.results_dir,
-                        device=args.device, progress=not args.quiet, on_record=report)
+                        device=args.device, progress=not args.quiet, on_record=report,
+                        train_missing=args.train_missing)
     print(f"analyses {args.preset}: {len(done)} records")
     return 0
 
@@ -245,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--results-dir", default=None, help="the preset's results folder (default: results/<preset>/)")
     ana.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     ana.add_argument("--quiet", action="store_true", help="no progress bar")
+    ana.add_argument("--train-missing", action="store_true",
+                     help="fine-tune the runs the analyses start from when they have no record (default: refuse, "
+                     "naming the sweep that makes them)")
     ana.set_defaults(func=_analyse)
 
     pre = sub.add_parser(
@@ -276,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as err:
         print(f"vitcf {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what is recorded stays; nothing partial was written (records are atomic)
+        print(f"vitcf {args.command}: interrupted; every finished record is kept, and the same command resumes",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

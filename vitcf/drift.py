@@ -13,6 +13,8 @@ pre-trained network is compared whatever a method inserted.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable
 
 import torch
@@ -97,5 +99,7 @@ def drift(pretrained: nn.Module, tuned: nn.Module, batches, transform, *, insert
         pretrained.train(modes[0]), tuned.train(modes[1])
     if seen < 2:
         raise ValueError(f"drift: needs at least 2 images, the data gave {seen}")
-    return {"cka_per_block": [linear_cka(torch.cat(b), torch.cat(a)) for b, a in zip(before, after)],
+    # A block whose output is constant has no CKA: None (JSON's null), never NaN, which a record cannot hold.
+    ckas = [linear_cka(torch.cat(b), torch.cat(a)) for b, a in zip(before, after)]
+    return {"cka_per_block": [value if math.isfinite(value) else None for value in ckas],
             "images": seen, "representation": "token mean of the residual stream after each pre-trained block"}

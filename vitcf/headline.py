@@ -13,6 +13,7 @@ import pandas as pd
 from . import evidence
 from .findings import OURS_HEAD, OURS_INSTANCE, OURS_KNN, PAPER_VERDICT, claims_table
 from .plots import BACKGROUND, FAMILIES, FAMILY_COLOURS, INSTANCE, KNN
+from .report import full_table
 from .uncertainty import Paired, bracket
 
 LEARNT = "learnt: new-domain accuracy (%)"
@@ -102,5 +103,4 @@ def claims_view(paper: pd.DataFrame, ours: pd.DataFrame, runs: list[dict], k: in
     shown = {"claim": "claim", PAPER_VERDICT: "paper", OURS_KNN: "ours (k-NN)",
              "our numbers, k-NN": "our evidence (k-NN), points with 95% interval",
              OURS_INSTANCE: "ours (instance retrieval)", OURS_HEAD: "ours (linear head)"}
-    table = table[[c for c in shown if c in table.columns]].rename(columns=shown)
-    return table.style.hide(axis="index").set_properties(**{"white-space": "normal", "text-align": "left"})
+    return full_table(table[[c for c in shown if c in table.columns]].rename(columns=shown), index=False)

@@ -7,8 +7,8 @@ Readers who run the notebooks get `explorer`, ipywidgets whose Python callbacks 
 
 The book is read offline and must not fetch Vega from a CDN. `write_vega_bundle` writes one local
 file holding Vega, Vega-Lite and vega-embed (vl-convert's bundle, about 0.9 MB), and `embed` renders
-a chart against it. Listed as a Sphinx extension (`sphinx: extra_extensions: [vitcf.plots]`), this
-module writes that file into the built book and loads it on exactly the pages that show a chart.
+a chart against it; the book's Sphinx extension (`vitcf.bookext`) writes that file into the built book
+and loads it on exactly the pages that show a chart.
 
 Several seeds of one configuration are shown as one point (their mean) with min-max bars: the
 question is how methods compare, and the spread says how far a single run can be trusted.
@@ -457,10 +457,11 @@ def forgetting_curve_chart(records: list[dict], *, k: int | None = None):
     heads = curves.dropna(subset=["linear_head"]).drop_duplicates(["run", "step"])  # the same on every k's row
     instances = curves.dropna(subset=["instance"])
     pick = alt.param(name=K_PARAM, value=start, bind=alt.binding_select(options=ks, name="k-NN neighbours k "))
-    at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_range(
-        min=0, max=len(steps) - 1, step=1, name=f"Probe (training steps {', '.join(map(str, steps))}) "))
+    at = alt.param(name=STEP_PARAM, value=len(steps) - 1, bind=alt.binding_radio(
+        options=list(range(len(steps))), labels=[f"{step:,}" for step in steps], name="Probed after training step "))
     width = PANEL_WIDTH[1 + (not heads.empty) + (not instances.empty)]  # the panels fit the book's column
-    x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"))  # 0, 1, 10, 100 spread evenly
+    x = alt.X("step:Q", title="Training step", scale=alt.Scale(type="symlog"),  # 0, 1, 10, 100 spread evenly
+              axis=alt.Axis(values=steps, labelOverlap="greedy", format="~s"))  # the probed steps, 1 to 20 too
 
     def views(base: alt.Chart, probe: Probe, column: str, bars_name: str):
         """The probe's curves with the picked step marked, and its bars at that step."""
@@ -626,21 +627,10 @@ def write_vega_bundle(static_dir: str | os.PathLike) -> Path:
     The write goes through a temporary file and a rename, so a crash never leaves half a script
     (and a parallel build never reads one).
     """
-    return _write_static(Path(static_dir) / BUNDLE_NAME, _vega_bundle())
+    return write_static(Path(static_dir) / BUNDLE_NAME, _vega_bundle())
 
 
-# Every chart fits the page's column, at any window width: a chart drawn wider than its column is
-# scaled down as a whole (an SVG with a viewBox keeps its proportions), never clipped or scrolled; its
-# sliders and dropdowns are HTML below it and wrap.
-CHART_CSS_NAME = "vitcf-charts.css"
-CHART_CSS = f""".{CHART_CLASS} {{ max-width: 100%; box-sizing: border-box; }}
-.{CHART_CLASS} .chart-wrapper {{ max-width: 100%; }}
-.{CHART_CLASS} svg.marks {{ max-width: 100%; height: auto; }}
-.{CHART_CLASS} .vega-bindings {{ display: flex; flex-wrap: wrap; gap: 0.2em 1em; }}
-"""
-
-
-def _write_static(path: Path, text: str) -> Path:
+def write_static(path: Path, text: str) -> Path:
     """Write `text` to `path` atomically (a temporary file, then a rename); an identical file is left as is."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return path
@@ -707,33 +697,6 @@ def embed(chart):
               .replace("@OPTIONS@", _script_json(_EMBED_OPTIONS)).replace("@SPEC@", payload))
     return HTML(f'<div id="{element}" class="{CHART_CLASS}"></div>\n'
                 f'<script type="text/javascript">\n{script}\n</script>')
-
-
-# --- Sphinx extension: the bundle in the built book ------------------------------------------------
-
-def _bundle_into_build(app) -> None:
-    if app.builder.format == "html":
-        write_vega_bundle(Path(app.outdir) / "_static")
-        _write_static(Path(app.outdir) / "_static" / CHART_CSS_NAME, CHART_CSS)
-
-
-def _bundle_where_charts_are(app, pagename, templatename, context, doctree) -> None:
-    # Called per page: Sphinx adds a script registered here to this page only. Deferred, it does not
-    # hold up the page; `embed`'s scripts wait for DOMContentLoaded, which comes after it has run.
-    if f'class="{CHART_CLASS}"' in context.get("body", ""):
-        app.add_js_file(BUNDLE_NAME, loading_method="defer")
-
-
-def setup(app) -> dict:
-    """Sphinx entry point: `sphinx: extra_extensions: [vitcf.plots]` in the book's _config.yml.
-
-    The bundle is generated at build time into the output's _static folder (never committed, always
-    matching the installed Altair and vl-convert) and loaded only on pages that show a chart.
-    """
-    app.connect("builder-inited", _bundle_into_build)
-    app.connect("html-page-context", _bundle_where_charts_are)
-    app.add_css_file(CHART_CSS_NAME)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 # --- live explorer for Jupyter (needs a kernel) ---------------------------------------------------

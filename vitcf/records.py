@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import subprocess
+import tempfile
 from importlib import metadata
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,10 @@ import torch
 
 from .checkpoints import atomic_path
 
-RESULTS_ROOT = Path("results")
 REPO = Path(__file__).resolve().parent.parent  # the checkout records are made in and read from
+# Where runs write by default: the checkout's results/ (where the book reads), from whatever folder a
+# command starts; an installed package without a checkout writes under the current folder.
+RESULTS_ROOT = REPO / "results" if (REPO / "_toc.yml").is_file() else Path("results")
 
 
 def portable(path: str | os.PathLike) -> str:
@@ -69,6 +72,45 @@ REQUIRED = {
 }
 # Each analysis's own results (vitcf.analyses).
 ANALYSIS_REQUIRED = {"reversibility": ("states",), "interpolation": ("points",)}
+# What the book computes with must also be of the right type: a number that is not one would pass the
+# presence check above and fail (or mislead) only when a page draws it. Types: "percent" (a finite
+# number in [0, 100]), "seconds" (finite, >= 0), "count" (an integer >= 0), "scores" (k -> percent, at
+# least one), "text".
+TYPED = {
+    "run": {"run": "text", "preset": "text", "method": "text", "family": "text", "label": "text", "seed": "count",
+            "trainable_params": "count", "config.train.lr": "seconds", "metrics.new_domain_accuracy": "percent",
+            "metrics.knn": "scores", "metrics.knn_baseline": "scores", "metrics.linear_head.after": "percent",
+            "metrics.linear_head.baseline": "percent", "timings.train_seconds": "seconds",
+            "timings.eval_seconds": "seconds", "timings.total_seconds": "seconds",
+            "timings.images_per_second": "seconds"},
+    "baseline": {"preset": "text", "width": "count", "num_classes": "count", "bank_size": "count",
+                 "query_size": "count", "knn": "scores", "linear_head": "percent"},
+    "analysis": {"run": "text", "label": "text", "seed": "count", "baseline.knn": "scores"},
+    "card": {},
+}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _type_problem(value, kind: str) -> str | None:
+    """Why `value` is not of the record field type `kind` (see TYPED), or None."""
+    if kind == "text":
+        return None if isinstance(value, str) else f"{value!r} is not text"
+    if kind == "count":
+        return None if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else \
+            f"{value!r} is not an integer >= 0"
+    if kind == "seconds":
+        return None if _finite(value) and value >= 0 else f"{value!r} is not a finite number >= 0"
+    if kind == "percent":
+        return None if _finite(value) and 0 <= value <= 100 else f"{value!r} is not a percentage in [0, 100]"
+    if kind == "scores":
+        if not isinstance(value, dict) or not value:
+            return f"{value!r} is not a mapping of k to a percentage"
+        bad = {k: v for k, v in value.items() if _type_problem(v, "percent")}
+        return f"{bad!r} are not percentages in [0, 100]" if bad else None
+    raise ValueError(f"unknown field type {kind!r}")
 _LIBRARIES = ("vitcf", "torch", "torchvision", "timm", "peft", "numpy")
 
 
@@ -102,7 +144,10 @@ def write_json(path: str | os.PathLike, data: dict) -> Path:
 
     Raises `RecordWriteError` (an OSError with the same errno) naming `path` when the write fails.
     """
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    except ValueError as err:  # NaN or an infinity: JSON has no such number, and a browser rejects the file
+        raise ValueError(f"cannot write {path}: {err} ({_non_finite(data)}); nothing was written") from None
     try:
         with atomic_path(path) as tmp, open(tmp, "w") as handle:
             handle.write(text)
@@ -115,6 +160,30 @@ def write_json(path: str | os.PathLike, data: dict) -> Path:
         raise RecordWriteError(err.errno or errno.EIO, f"cannot write {path}: {cause} (errno {err.errno}); "
                                f"the previous file, if any, is unchanged") from err
     return Path(path)
+
+
+def _non_finite(data, where: str = "") -> str:
+    """The dotted path of the first NaN or infinite number in `data`, for the error message."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return f"{where or 'the value'} is {data}"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return ""
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Fail now, naming `folder`, when records cannot be written there: before any compute is spent."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vitcf-write-check-"):
+            pass
+    except OSError as err:
+        raise RecordWriteError(err.errno or errno.EACCES, f"cannot write records in {folder}: "
+                               f"{err.strerror or err} (errno {err.errno}); nothing was computed") from err
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -163,6 +232,12 @@ def problem(record: object, kind: str = "run") -> str | None:
     missing = _missing(record, required)
     if missing:
         return f"lacks field(s) the book reads: {', '.join(missing)}"
+    for field, expected in TYPED[kind].items():
+        value = record
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if (found := _type_problem(value, expected)) is not None:
+            return f"field {field}: {found}"
     return None
 
 
@@ -316,7 +391,7 @@ def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
             "run": record["run"], "preset": record["preset"], "method": record["method"],
             "family": record["family"], "label": record["label"],
             "hparams": json.dumps(record["hparams"], sort_keys=True), "seed": record["seed"],
-            "trainable_params": record["trainable_params"],
+            "trainable_params": record["trainable_params"], "lr": record["config"]["train"]["lr"],
             "new_domain_accuracy": metrics["new_domain_accuracy"],
             "pretrain_knn": knn[k], "pretrain_knn_baseline": base[k],
             "drop": base[k] - knn[k], "relative_drop": (base[k] - knn[k]) / base[k] if base[k] else 0.0,

@@ -36,8 +36,6 @@ def results_root() -> Path:
     """VITCF_RESULTS if set, else the checkout's results/ (pages run with their own folder as cwd)."""
     if os.environ.get(RESULTS_ENV):
         return Path(os.environ[RESULTS_ENV])
-    if (REPO / "_toc.yml").is_file():
-        return REPO / records.RESULTS_ROOT
     return records.RESULTS_ROOT
 
 
@@ -220,17 +218,34 @@ def backbone_note(card: dict) -> str:
     return text
 
 
+GRID_WORDS = {"grid": "configurations, the paper's rows (the table of reported results below)",
+              "design": "design points (the design-space page)", "rates": "points of the learning-rate axis",
+              "schedule": "points of the schedule-length axis", "control": "positive-control runs"}
+
+
+def readable(value) -> str:
+    """A setting as a reader reads it: no tuple, dict or None reprs, numbers in their shortest form."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "; ".join(f"{k.replace('_', ' ')}: {readable(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(readable(v) for v in value) or "none"
+    return str(value)
+
+
 def protocol_table(preset) -> pd.DataFrame:
-    """A preset's settings, one row each; the grids are summarised (count and where they are shown)."""
+    """A preset's settings, one row each in words; the grids are summarised (count and where they are shown)."""
     rows = {}
     for key, value in dataclasses.asdict(preset).items():
         if key == "description":
             continue
-        if key == "grid":
-            value = f"{len(value)} configurations (the paper's rows: the table of reported results below)"
-        elif key == "design":
-            value = f"{len(value)} design points (the design-space page shows them)"
-        rows[key] = str(value)
+        rows[key.replace("_", " ")] = (f"{len(value)} {GRID_WORDS[key]}" if key in GRID_WORDS and value is not None
+                                       else readable(value))
     return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="setting"))
 
 
@@ -301,6 +316,8 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     columns = {
         "family": summary["family"],
         "trainable params": [f"{n:,}" for n in summary["trainable_params"]],
+        **({"learning rate": [f"{rate:g}" for rate in grouped["lr"].first().reindex(summary.index)]}
+           if "lr" in frame and frame["lr"].notna().all() else {}),
         "seeds": summary["n"],
         "new domain (%)": cell("new_domain_accuracy"),
         f"k-NN probe (%), k={HEADLINE_K}": cell("pretrain_knn"),
@@ -414,6 +431,32 @@ def protocol_note(spec) -> str:
 def with_control(frame: pd.DataFrame, control: pd.DataFrame | None) -> pd.DataFrame:
     """The core grid's frame with the positive control's rows after it (family "control")."""
     return frame if control is None or control.empty else pd.concat([frame, control], ignore_index=True)
+
+
+def full_table(frame: pd.DataFrame, index: bool = True):
+    """`frame` for display with every cell's text in full (a DataFrame's own display cuts long text with
+    "..."): wrapped, left-aligned; its index hidden unless `index`."""
+    styler = frame.style.set_properties(**{"white-space": "normal", "text-align": "left"})
+    return styler if index else styler.hide(axis="index")
+
+
+def collapsible(table, summary: str, filename: str):
+    """A long table (a DataFrame or its Styler) folded under `summary`, with its rows as a CSV download
+    (a data: link, so it works in the static book, offline). The page stays readable; nothing is cut."""
+    from html import escape
+    from urllib.parse import quote
+
+    from IPython.display import HTML
+
+    if isinstance(table, pd.DataFrame):
+        frame, styler = table, table.style.hide(axis="index")
+    else:  # a Styler: its data, as styled
+        frame, styler = table.data, table
+    csv = frame.to_csv(index=False)
+    link = (f'<a download="{escape(filename)}" href="data:text/csv;charset=utf-8,{quote(csv)}">'
+            f"download the {len(frame)} rows as CSV</a>")
+    return HTML(f"<details class=\"vitcf-table\"><summary>{escape(summary)} ({len(frame)} rows; open to read)</summary>"
+                f"<p>{link}</p>{styler.to_html()}</details>")
 
 
 def shown(study: Study, view):

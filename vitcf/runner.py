@@ -184,6 +184,11 @@ def _remove_debris(*paths: Path) -> None:
             debris.unlink(missing_ok=True)
 
 
+# The kernel's own start-up warnings (ipykernel warns of its local TCP transport on every start) are
+# no news to a sweep's reader; its errors still reach the run's outcome.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
+
 def _execute(run: SweepRun, notebook: Path, execute_notebook: Callable, kernel_name: str | None,
              job: dict | None, time_limit_min: float | None, notes: list[str]) -> RunOutcome:
     job_id = job["id"] if job else None
@@ -193,7 +198,7 @@ def _execute(run: SweepRun, notebook: Path, execute_notebook: Callable, kernel_n
         if baseline:
             notes.append(baseline)
         execute_notebook(str(notebook), str(run.notebook), parameters=run.parameters(), kernel_name=kernel_name,
-                         progress_bar=False, log_output=False)
+                         progress_bar=False, log_output=False, extra_arguments=QUIET_KERNEL)
         if not run.record.exists():
             raise RuntimeError(f"the notebook finished without writing the record {run.record}")
         records.check(run.record)  # a record the book could not read is no result

@@ -41,6 +41,7 @@ from .uncertainty import pack
 
 SCHEMA = records.SCHEMA  # the run record's format version (records.check refuses others)
 PROBE_SEED = 0  # the k-NN bank and query subsets are the same for every run of a preset
+MAX_SEED = 2**32 - 1  # every generator a run seeds (torch, numpy) takes it
 LINEAR_HEAD_DECAY = 1e-4  # without it the probe head overfits the memory bank
 HISTORY_POINTS = 200  # loss-curve entries kept in a record (plus every selection evaluation)
 
@@ -194,6 +195,25 @@ def weights_source(preset: Preset, checkpoint: str | Path | None) -> dict:
     return {"source": source, "path": records.portable(path), "sha256": sha256(path)}
 
 
+def cached_baseline(path: Path, head_path: Path, key: str) -> tuple[dict, torch.nn.Linear] | None:
+    """The folder's baseline record and head when both are there, read and made for `key`; None otherwise.
+    A file that cannot be read (corrupt JSON, a truncated head) is moved aside, named, and made again."""
+    if not (path.exists() and head_path.exists()):
+        return None
+    try:
+        cached = records.read_json(path)
+        if cached.get("key") != key:
+            return None
+        head = torch.nn.Linear(cached["width"], cached["num_classes"])
+        load_into(head, head_path)
+        return cached, head
+    except Exception as err:  # noqa: BLE001 - whatever the reader raises, the cure is the same
+        for broken in (path, head_path):
+            aside = records.move_aside(broken, f"unreadable baseline cache: {err}")
+            print(f"{broken}: unreadable ({type(err).__name__}: {err}); moved aside to {aside}, made again")
+        return None
+
+
 def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, progress) -> tuple[dict, torch.nn.Linear]:
     """The un-fine-tuned backbone's probe scores and linear head, computed once per preset folder."""
     path, head_path = folder / "baseline.json", folder / "baseline_head.safetensors"
@@ -202,11 +222,8 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     protocol = {k: v for k, v in preset.protocol().items() if k != "steps"}
     key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA,
                                "fields": "per-query correctness"})
-    cached = records.read_json(path) if path.exists() and head_path.exists() else {}
-    if cached.get("key") == key:
-        head = torch.nn.Linear(cached["width"], cached["num_classes"])
-        load_into(head, head_path)
-        return cached, head
+    if (found := cached_baseline(path, head_path, key)) is not None:
+        return found
     started = time.perf_counter()
     model = build_model(preset, weights, num_classes=0, seed=PROBE_SEED).to(device)
     feats = probe.features(model, device, progress)
@@ -307,8 +324,8 @@ def plan_run(
     hparams = dict(hparams or {})
     spec_preset = get_preset(preset)
     config = make_method(method, **hparams)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
     overrides = {k: v for k, v in {"steps": steps, "lr": lr}.items() if v is not None}
     spec_preset = dataclasses.replace(spec_preset, **({"steps": steps} if steps is not None else {}))
     grid_lr, warmup = spec_preset.schedule_for(method, hparams)
@@ -510,6 +527,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
     """Carry out a planned run and write its record; an existing record is returned unless `force`."""
     if not force and (found := records.existing(plan.path, "run", on_invalid=print)) is not None:
         return found | {"skipped": True}  # an invalid record was moved aside (and named) and is made again
+    records.check_writable(plan.path.parent)  # a folder it cannot write fails before the baseline probe
     trained = train_planned(plan, progress=progress)
     preset, device = plan.preset, plan.device
     model, result, probe, head, base = trained.model, trained.result, trained.probe, trained.head, trained.base
@@ -525,7 +543,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
 
     checkpoint = None
     if plan.keep_checkpoint:
-        checkpoint = str(save_state_dict(model, plan.path.with_suffix(".safetensors")))
+        checkpoint = records.portable(save_state_dict(model, plan.path.with_suffix(".safetensors")))
     keep_trained(plan, model)
     knn_base = {int(k): v for k, v in base["knn"].items()}
     record = {

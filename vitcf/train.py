@@ -22,6 +22,9 @@ from .evaluate import accuracy, autocast
 from .methods.base import check_int
 
 
+MAX_LR = 10.0  # far above any rate that trains (the paper's largest is 0.05); beyond it float32 steps overflow
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int
@@ -44,8 +47,8 @@ class TrainConfig:
             check_int("training", name, getattr(self, name), minimum=1)
         if not (isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps <= self.steps):
             raise ValueError(f"training: warmup_steps must be an integer in [0, {self.steps}], got {self.warmup_steps!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"training: lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr <= MAX_LR):
+            raise ValueError(f"training: lr must be a number in (0, {MAX_LR:g}], got {self.lr!r}")
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -63,6 +66,10 @@ def input_transform(img_size: int, mean, std, in_chans: int) -> Callable[[torch.
         return normalize(match_channels(resize(images, img_size), in_chans), mean, std)
 
     return transform
+
+
+class DivergedError(RuntimeError):
+    """Training stopped because the loss stopped being finite: nothing of the run is recorded."""
 
 
 @dataclass
@@ -143,6 +150,11 @@ def finetune(
         for images, labels in batches(train_set, config.batch_size, shuffle=True, generator=generator, drop_last=True):
             loss = train_step(forward, optimiser, images, labels, config, device=device, generator=generator)
             entry = {"step": step + 1, "loss": loss.item(), "lr": schedule.get_last_lr()[0]}
+            if not math.isfinite(entry["loss"]):
+                bar.close()
+                raise DivergedError(f"training diverged: the loss is {entry['loss']} at step {entry['step']} of "
+                                    f"{config.steps} (learning rate {entry['lr']:g} there, base rate {config.lr:g}); "
+                                    "no record is written. A smaller --lr usually trains.")
             schedule.step()
             step += 1
             evaluating = time.perf_counter()

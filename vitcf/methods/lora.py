@@ -13,6 +13,7 @@ adapts every linear layer of every block: the fused qkv, the attention output an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -112,6 +113,7 @@ class LoRA(Method):
         head = classifier(model)
         if self.target == "qv":
             split_qkv(model)
+        self.check_rank(model)
         config = LoraConfig(
             r=self.r,
             lora_alpha=self.alpha,
@@ -122,6 +124,18 @@ class LoRA(Method):
         peft_model = get_peft_model(model, config)  # freezes everything but the adapters
         head.requires_grad_(True)
         return peft_model
+
+    def check_rank(self, model: nn.Module) -> None:
+        """A rank above an adapted layer's smaller side adds parameters and no expressiveness (and a huge
+        one exhausts memory before training starts): refused, naming the largest rank allowed."""
+        pattern = re.compile(TARGETS[self.target])
+        sides = [min(m.in_features, m.out_features) for name, m in model.named_modules()
+                 if isinstance(m, nn.Linear) and pattern.fullmatch(name)]
+        if not sides:
+            raise ValueError(f"{self.name}: target {self.target!r} matches no linear layer of this backbone")
+        if self.r > min(sides):
+            raise ValueError(f"{self.name}: r must be at most {min(sides)} (the smaller side of the adapted layers "
+                             f"for target {self.target!r}), got {self.r}")
 
     def merge(self, model: PeftModel) -> nn.Module:
         """Fold the adapters into the weights: a plain timm ViT computing the adapted function."""
