@@ -98,7 +98,7 @@ DESIGN_LORA_RANKS = {"qv": (1, 4, 8, 16, 64), "qkv": (1, 4, 16, 64), "all": (1, 
 DESIGN_BLOCK_COPIES = (1, 2, 3, 4)
 
 
-def design_grid(depth: int, *, lr: float = 0.005, expansion_lr: float = 0.05,
+def design_grid(depth: int, *, width: int | None = None, lr: float = 0.005, expansion_lr: float = 0.05,
                 warmup: float = 0.05) -> tuple[GridPoint, ...]:
     """The design space around the paper's rows for a `depth`-block backbone, one learning rate per family.
 
@@ -107,16 +107,23 @@ def design_grid(depth: int, *, lr: float = 0.005, expansion_lr: float = 0.05,
     design-space twins are separate runs). Top-k for every k = 1..depth. Block expansion with its
     copies spread (the paper's) or stacked on top, at `expansion_lr` (the paper's block rate).
     Surgical fine-tuning of the first, middle and last block: the extra baseline against forgetting.
-    Every point at the paper's 5% warm-up.
+    Every point at the paper's 5% warm-up. A rank above the backbone's `width` (the smaller side of
+    every adapted layer) is left out: LoRA refuses it.
     """
     points = [GridPoint("lora", {"r": r} if target == "qv" else {"r": r, "target": target}, lr, warmup)
-              for target, ranks in DESIGN_LORA_RANKS.items() for r in ranks]
+              for target, ranks in DESIGN_LORA_RANKS.items() for r in ranks if width is None or r <= width]
     points += [GridPoint("top_k", {"k": k}, lr, warmup) for k in range(1, depth + 1)]
     points += [GridPoint("block_expansion", {"p": p} if placement == "spread" else {"p": p, "placement": placement},
                          expansion_lr, warmup)
                for placement in ("spread", "top") for p in DESIGN_BLOCK_COPIES if depth % p == 0 or placement == "top"]
     points += [GridPoint("surgical", {"block": b}, lr, warmup) for b in sorted({0, depth // 2, depth - 1})]
     return tuple(points)
+
+
+def _design(backbone: str) -> tuple[GridPoint, ...]:
+    """`design_grid` for a backbone: its depth, and its width as the largest LoRA rank."""
+    spec = get_spec(backbone)
+    return design_grid(spec.depth, width=spec.arch["embed_dim"])
 
 
 PAPER_GRID = tuple(GridPoint(r.method, r.hparams, r.lr, r.warmup / PAPER_STEPS) for r in PAPER_ROWS)
@@ -183,7 +190,7 @@ PRESETS: dict[str, Preset] = {
         batch_size=PAPER_BATCH,
         eval_every=500,
         grid=PAPER_GRID,
-        design=design_grid(get_spec("vit_base_patch16_224.dino").depth),
+        design=_design("vit_base_patch16_224.dino"),
         rates=rate_grid(),
     ),
     "mini": Preset(
@@ -208,7 +215,7 @@ PRESETS: dict[str, Preset] = {
         crop_scale=(0.5, 1.0),
         forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 300),
         curve_probe=(2_000, 500),  # a fifth of the final probe: about 1 s per probe on two CPU cores
-        design=design_grid(get_spec("mini").depth),
+        design=_design("mini"),
         rates=rate_grid(),
         schedule=schedule_grid(),
         long_forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1_000, 2_000, 3_000, 5_000, 10_000),
@@ -238,7 +245,7 @@ PRESETS: dict[str, Preset] = {
         forgetting_steps=(0, 3, 6),
         curve_probe=(200, 50),
         eval_batch_size=128,
-        design=design_grid(get_spec("micro").depth),
+        design=_design("micro"),
         rates=rate_grid((0.005, 0.05)),
         schedule=schedule_grid((6, 12), (24,)),
         long_forgetting_steps=(0, 3, 6, 12, 24),
