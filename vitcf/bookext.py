@@ -18,12 +18,13 @@ from .plots import BUNDLE_NAME, CHART_CLASS, write_static, write_vega_bundle
 
 # Every chart fits the page's column, at any window width: a chart drawn wider than its column is
 # scaled down as a whole (an SVG with a viewBox keeps its proportions), never clipped or scrolled; its
-# sliders and dropdowns are HTML below it and wrap.
+# sliders and dropdowns are HTML below it and wrap. Inline code (a long command or path) wraps too.
 CHART_CSS_NAME = "vitcf-charts.css"
 CHART_CSS = f""".{CHART_CLASS} {{ max-width: 100%; box-sizing: border-box; }}
 .{CHART_CLASS} .chart-wrapper {{ max-width: 100%; }}
 .{CHART_CLASS} svg.marks {{ max-width: 100%; height: auto; }}
 .{CHART_CLASS} .vega-bindings {{ display: flex; flex-wrap: wrap; gap: 0.2em 1em; }}
+article code.literal, article code.literal span.pre {{ white-space: pre-wrap; overflow-wrap: anywhere; }}
 """
 LAUNCH_GROUP = "launch-buttons"  # sphinx-book-theme's label of its launch-button group
 
