@@ -74,15 +74,15 @@ REQUIRED = {
 ANALYSIS_REQUIRED = {"reversibility": ("states",), "interpolation": ("points",)}
 # What the book computes with must also be of the right type: a number that is not one would pass the
 # presence check above and fail (or mislead) only when a page draws it. Types: "percent" (a finite
-# number in [0, 100]), "seconds" (finite, >= 0), "count" (an integer >= 0), "scores" (k -> percent, at
+# number in [0, 100]), "nonnegative" (finite, >= 0), "count" (an integer >= 0), "scores" (k -> percent, at
 # least one), "text".
 TYPED = {
     "run": {"run": "text", "preset": "text", "method": "text", "family": "text", "label": "text", "seed": "count",
-            "trainable_params": "count", "config.train.lr": "seconds", "metrics.new_domain_accuracy": "percent",
+            "trainable_params": "count", "config.train.lr": "nonnegative", "metrics.new_domain_accuracy": "percent",
             "metrics.knn": "scores", "metrics.knn_baseline": "scores", "metrics.linear_head.after": "percent",
-            "metrics.linear_head.baseline": "percent", "timings.train_seconds": "seconds",
-            "timings.eval_seconds": "seconds", "timings.total_seconds": "seconds",
-            "timings.images_per_second": "seconds"},
+            "metrics.linear_head.baseline": "percent", "timings.train_seconds": "nonnegative",
+            "timings.eval_seconds": "nonnegative", "timings.total_seconds": "nonnegative",
+            "timings.images_per_second": "nonnegative"},
     "baseline": {"preset": "text", "width": "count", "num_classes": "count", "bank_size": "count",
                  "query_size": "count", "knn": "scores", "linear_head": "percent"},
     "analysis": {"run": "text", "label": "text", "seed": "count", "baseline.knn": "scores"},
@@ -101,7 +101,7 @@ def _type_problem(value, kind: str) -> str | None:
     if kind == "count":
         return None if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else \
             f"{value!r} is not an integer >= 0"
-    if kind == "seconds":
+    if kind == "nonnegative":
         return None if _finite(value) and value >= 0 else f"{value!r} is not a finite number >= 0"
     if kind == "percent":
         return None if _finite(value) and 0 <= value <= 100 else f"{value!r} is not a percentage in [0, 100]"
@@ -207,16 +207,20 @@ def kind_of(path: str | os.PathLike) -> str:
     return "run"
 
 
+_ABSENT = object()
+
+
+def _at(record: object, field: str):
+    """The value at the dotted path `field` of `record`, or `_ABSENT`."""
+    for part in field.split("."):
+        if not isinstance(record, dict) or part not in record:
+            return _ABSENT
+        record = record[part]
+    return record
+
+
 def _missing(record: dict, fields: tuple[str, ...]) -> list[str]:
-    missing = []
-    for field in fields:
-        value: object = record
-        for part in field.split("."):
-            if not isinstance(value, dict) or part not in value:
-                missing.append(field)
-                break
-            value = value[part]
-    return missing
+    return [field for field in fields if _at(record, field) is _ABSENT]
 
 
 def problem(record: object, kind: str = "run") -> str | None:
@@ -233,10 +237,7 @@ def problem(record: object, kind: str = "run") -> str | None:
     if missing:
         return f"lacks field(s) the book reads: {', '.join(missing)}"
     for field, expected in TYPED[kind].items():
-        value = record
-        for part in field.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if (found := _type_problem(value, expected)) is not None:
+        if (found := _type_problem(_at(record, field), expected)) is not None:
             return f"field {field}: {found}"
     return None
 

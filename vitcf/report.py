@@ -28,7 +28,7 @@ from .presets import get_preset
 
 RESULTS_ENV = "VITCF_RESULTS"
 PRESET_ENV = "VITCF_BOOK_PRESET"
-REPO = Path(__file__).resolve().parent.parent
+REPO = records.REPO
 HEADLINE_K = 20  # DINO's headline k-NN neighbourhood
 
 
