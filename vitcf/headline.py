@@ -76,7 +76,7 @@ def headline_chart(frame: pd.DataFrame):
 
 
 def headline_note(frame: pd.DataFrame, control: pd.DataFrame | None = None) -> str:
-    """The figure in words (Markdown): the widest and the narrowest drop on each probe, the drops a probe
+    """The figure in words (Markdown): the largest drop on each probe with its interval, the drops a probe
     cannot tell from none, and, from the positive control's frame, how far each probe can fall."""
     lines = []
     for probe in PROBES:
