@@ -51,7 +51,7 @@ AXIS_JOBS = {"axes": (("schedule", (0,)), ("rates", (0, 1, 2))),
 SWEEP_FLAGS = ["--executor", "local", "--jobs", str(os.cpu_count() or 1)]  # as the Makefile's SWEEP_FLAGS
 
 
-def timed(name: str, commands: list[list[str]], env: dict) -> dict:
+def _timed(name: str, commands: list[list[str]], env: dict) -> dict:
     """Run `commands` side by side (each with its own output files) and time them until all have ended."""
     for command in commands:
         print(f"-> {name}: {' '.join(command)}", flush=True)
@@ -114,9 +114,28 @@ def reused_steps(job: str, root: Path) -> list[dict]:
     raise SystemExit(f"book_budget: {mini} already holds records; a budget is measured from an empty folder")
 
 
-def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip: int = 0) -> list[dict]:
+def kept_steps(job: str, names: list[str], out: Path) -> dict[str, dict]:
+    """The earlier timings of `names`, steps of `job`, read from its budget record `out`: kept as they were
+    (marked with when they were timed) instead of being run again. Refuses a step the record lacks."""
+    if not names:
+        return {}
+    earlier = json.loads(out.read_text()) if out.is_file() else {"steps": []}
+    found = {step["step"]: step for step in earlier["steps"]}
+    if missing := [name for name in names if name not in found]:
+        raise SystemExit(f"book_budget: {out} times no step {missing}; it has: {', '.join(found) or 'none'}")
+    when = earlier["environment"]["finished_at"]
+    return {name: {**found[name], "timed_by": f"an earlier measurement of this job (finished {when})"} for name in names}
+
+
+def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip: int = 0,
+              kept: dict[str, dict] | None = None) -> list[dict]:
     """Time the steps of `job` (see the module docstring), records under `results`; the first `skip`
-    steps of the extended job were timed before and are left out."""
+    steps of the extended job were timed before and are left out; a step named in `kept` keeps that timing."""
+    kept = kept or {}
+
+    def timed(name, commands, env):  # noqa: F811 - the module's timer, unless the step's timing is kept
+        return kept[name] if name in kept else _timed(name, commands, env)
+
     vitcf, mini = str(bin_dir / "vitcf"), str(results / "mini")
     glyphs = str(results / "mini-glyphs")
     if job == "glyphs":  # the far domain's core grid, three seeds probed over training; then the positive control
@@ -164,7 +183,7 @@ def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip
         ("mini analyses", [[vitcf, "analyse", "--preset", "mini", "--only", only, "--quiet", "--results-dir", mini]
                            for only in ("reversibility", "interpolation")], one_thread),
     ]
-    return [timed(*step) for step in steps[skip:]]
+    return [_timed(*step) for step in steps[skip:]]
 
 
 def axis_runs_recorded(folder: Path, job: str = "axes") -> dict:
@@ -197,8 +216,12 @@ def main() -> int:
                         help="run into this results root (e.g. results) and keep the records, instead of a temporary "
                              "folder; it must hold no mini record yet, except, for --job extended, those the book "
                              "job's timed run made there (its seed-0 sweep time is then counted, not re-run)")
+    parser.add_argument("--keep-timed", nargs="+", default=[], metavar="STEP",
+                        help="keep these steps' timings from the job's budget record instead of running them again "
+                             "(e.g. 'glyphs schedule axis' when only the rate axis changed)")
     args = parser.parse_args()
     out = args.out or str(REPO / "benchmarks" / "results" / f"{args.job}_budget.json")
+    kept = kept_steps(args.job, args.keep_timed, Path(out))
 
     import torch
 
@@ -226,14 +249,15 @@ def main() -> int:
             os.environ[WEIGHTS_ENV] = env[WEIGHTS_ENV]
         weights = pretrained_weights_path("mini")  # fails here, naming the file, when there are none
         axis_runs = axis_runs_recorded(results / JOB_PRESET[args.job], args.job) if args.job in AXIS_JOBS else None
-        steps = earlier + job_steps(args.job, bin_dir, results, tmp, env, skip=len(earlier))
+        steps = earlier + job_steps(args.job, bin_dir, results, tmp, env, skip=len(earlier), kept=kept)
     total = sum(step["seconds"] for step in steps)
     covered = TARGET_STEPS.get(args.job)
     targeted = total if covered is None else sum(step["seconds"] for step in steps if step["step"] in covered)
     target = TARGETS[args.job]
     summary = {
         "command": "python benchmarks/book_budget.py" + (f" --job {args.job}" if args.job != "book" else "")
-                   + (" --stand-in" if args.stand_in else ""),
+                   + (" --stand-in" if args.stand_in else "")
+                   + (" --keep-timed " + " ".join(f"'{name}'" for name in args.keep_timed) if args.keep_timed else ""),
         "job": f"make {args.job}",
         "weights": "random-init stand-in" if args.stand_in else os.path.relpath(weights, REPO),
         "results_root": None if args.results_root is None else shown(str(args.results_root.resolve())),
