@@ -18,7 +18,7 @@ SWEEP_FLAGS ?= --executor local --jobs $(JOBS)
 NO_WEIGHTS = echo "make $@: $(MINI_WEIGHTS) is not in this checkout, so the mini sweep cannot run;" \
 	"the mini-study pages say so. Make the weights with: vitcf pretrain --preset mini (about 80 min on 2 CPU cores)"
 
-.PHONY: book extended axes glyphs-axes glyphs-extended params test clean data fonts browser tools lock
+.PHONY: book extended axes glyphs-axes glyphs-axes-seeds glyphs-resolution glyphs-extended params test clean data fonts browser tools lock
 
 # Fashion-MNIST offline: Debian's package when we may install it; otherwise torchvision downloads it
 # on first use (or set VITCF_FASHION_MNIST to a folder holding the four IDX files).
@@ -111,11 +111,23 @@ axes: $(STAMP) data
 
 ## The far new domain (glyphs, preset mini-glyphs) beyond its core grid and positive control, which
 # `make book` runs: its schedule axis (500, 1,500 and 3,000 steps, probed over training) and its rate
-# axis with seeds 0, 1 and 2. Target 60 min on two cores (python benchmarks/book_budget.py --job glyphs-axes).
+# axis with seed 0. Target 60 min on two cores (python benchmarks/book_budget.py --job glyphs-axes).
+# `make glyphs-axes-seeds` adds seeds 1 and 2 to the rate axis (about 50 min more); the committed records have them.
 glyphs-axes: $(STAMP) data fonts
 	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
 	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid schedule $(SWEEP_FLAGS)
-	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid rates --seeds 0 1 2 $(SWEEP_FLAGS)
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid rates --seeds 0 $(SWEEP_FLAGS)
+
+glyphs-axes-seeds: $(STAMP) data fonts
+	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid rates --seeds 1 2 $(SWEEP_FLAGS)
+
+## The far new domain's source resolution as an axis: the five families at their paper rates with the glyphs
+# downsampled to 7 and 14 px before the resize back to 28 (the core grid is 28 px), seeds 0, 1 and 2.
+# Target 45 min on two cores (python benchmarks/book_budget.py --job glyphs-resolution).
+glyphs-resolution: $(STAMP) data fonts
+	@if [ ! -f $(MINI_WEIGHTS) ]; then $(NO_WEIGHTS); exit 1; fi
+	$(VENV)/bin/vitcf sweep --preset mini-glyphs --grid resolution --seeds 0 1 2 $(SWEEP_FLAGS)
 
 ## The far new domain's design space (seed 0) and its analyses (reversibility and interpolation side by
 # side, one thread each), as `make extended` for digits; every step skips what is recorded.

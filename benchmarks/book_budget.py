@@ -1,6 +1,7 @@
 """Wall time of the main job (`make book`) or of the extended study (`make extended`) against its target.
 
-    python benchmarks/book_budget.py [--job book|extended|axes|glyphs|glyphs-axes] [--weights-dir DIR | --stand-in]
+    python benchmarks/book_budget.py [--job book|extended|axes|glyphs|glyphs-axes|glyphs-resolution]
+                                     [--weights-dir DIR | --stand-in]
                                      [--results-root DIR] [--out FILE]
 
 Runs the same steps as the make target, from an installed environment, in a fresh temporary
@@ -11,7 +12,9 @@ through papermill), and the strict book build on those records (VITCF_RESULTS po
 training steps, as `make book` runs it), its design space (`--grid design`), and the analyses (reversibility and interpolation side by side, one thread
 each). `axes` (target 45 min): `make axes`. `glyphs` (target 60 min): the far new domain's core grid
 (`--preset mini-glyphs`) with seeds 0, 1 and 2, all probed over training, then its positive control
-(`--grid control`, seeds 0, 1 and 2). `glyphs-axes` (target 60 min): `make glyphs-axes`.
+(`--grid control`, seeds 0, 1 and 2). `glyphs-axes` (target 60 min): `make glyphs-axes` (the rate axis
+with seed 0; `make glyphs-axes-seeds` adds seeds 1 and 2, untimed). `glyphs-resolution` (target 45 min):
+`make glyphs-resolution`, the resolution axis with seeds 0, 1 and 2 beside the core grid's records.
 Prints each step's time and the total, and writes them as JSON (default:
 benchmarks/results/<job>_budget.json), which the book's reproducibility chapter reads.
 
@@ -32,16 +35,23 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TARGETS = {"book": 15 * 60, "extended": 30 * 60, "axes": 45 * 60, "glyphs": 60 * 60, "glyphs-axes": 60 * 60}
+TARGETS = {"book": 15 * 60, "extended": 30 * 60, "axes": 45 * 60, "glyphs": 60 * 60, "glyphs-axes": 60 * 60,
+           "glyphs-resolution": 45 * 60}
 # The steps a job's target covers, where not all of them: the glyph job's hour is its core grid's (the
 # positive control is timed beside it).
 TARGET_STEPS = {"glyphs": ("glyphs core grid, seeds 0 1 2",)}
 # The preset each job sweeps.
-JOB_PRESET = {"book": "mini", "extended": "mini", "axes": "mini", "glyphs": "mini-glyphs", "glyphs-axes": "mini-glyphs"}
+JOB_PRESET = {"book": "mini", "extended": "mini", "axes": "mini", "glyphs": "mini-glyphs", "glyphs-axes": "mini-glyphs",
+              "glyphs-resolution": "mini-glyphs"}
+# The grids (and seeds) of the jobs that may find records of other grids beside theirs: what they plan,
+# and how many of those their folder held before (counted in the budget record, `axis_runs`).
+AXIS_JOBS = {"axes": (("schedule", (0,)), ("rates", (0, 1, 2))),
+             "glyphs-axes": (("schedule", (0,)), ("rates", (0,))),
+             "glyphs-resolution": (("resolution", (0, 1, 2)),)}
 SWEEP_FLAGS = ["--executor", "local", "--jobs", str(os.cpu_count() or 1)]  # as the Makefile's SWEEP_FLAGS
 
 
-def timed(name: str, commands: list[list[str]], env: dict) -> dict:
+def _timed(name: str, commands: list[list[str]], env: dict) -> dict:
     """Run `commands` side by side (each with its own output files) and time them until all have ended."""
     for command in commands:
         print(f"-> {name}: {' '.join(command)}", flush=True)
@@ -94,7 +104,7 @@ def reused_steps(job: str, root: Path) -> list[dict]:
             raise SystemExit(f"book_budget: {mini} already holds {', '.join(found[:6])}"
                              f"{' ...' if len(found) > 6 else ''}; a budget is measured with none of them")
         return []
-    if job in ("axes", "glyphs-axes") or not any(mini.glob("*.json")):
+    if job in AXIS_JOBS or not any(mini.glob("*.json")):
         return []
     book = REPO / "benchmarks" / "results" / "book_budget.json"
     done = json.loads(book.read_text()) if book.is_file() else {}
@@ -104,9 +114,28 @@ def reused_steps(job: str, root: Path) -> list[dict]:
     raise SystemExit(f"book_budget: {mini} already holds records; a budget is measured from an empty folder")
 
 
-def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip: int = 0) -> list[dict]:
+def kept_steps(job: str, names: list[str], out: Path) -> dict[str, dict]:
+    """The earlier timings of `names`, steps of `job`, read from its budget record `out`: kept as they were
+    (marked with when they were timed) instead of being run again. Refuses a step the record lacks."""
+    if not names:
+        return {}
+    earlier = json.loads(out.read_text()) if out.is_file() else {"steps": []}
+    found = {step["step"]: step for step in earlier["steps"]}
+    if missing := [name for name in names if name not in found]:
+        raise SystemExit(f"book_budget: {out} times no step {missing}; it has: {', '.join(found) or 'none'}")
+    when = earlier["environment"]["finished_at"]
+    return {name: {**found[name], "timed_by": f"an earlier measurement of this job (finished {when})"} for name in names}
+
+
+def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip: int = 0,
+              kept: dict[str, dict] | None = None) -> list[dict]:
     """Time the steps of `job` (see the module docstring), records under `results`; the first `skip`
-    steps of the extended job were timed before and are left out."""
+    steps of the extended job were timed before and are left out; a step named in `kept` keeps that timing."""
+    kept = kept or {}
+
+    def timed(name, commands, env):  # noqa: F811 - the module's timer, unless the step's timing is kept
+        return kept[name] if name in kept else _timed(name, commands, env)
+
     vitcf, mini = str(bin_dir / "vitcf"), str(results / "mini")
     glyphs = str(results / "mini-glyphs")
     if job == "glyphs":  # the far domain's core grid, three seeds probed over training; then the positive control
@@ -121,9 +150,13 @@ def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip
         return [
             timed("glyphs schedule axis", [[vitcf, "sweep", "--preset", "mini-glyphs", "--grid", "schedule", "--quiet",
                                             "--results-dir", glyphs, *SWEEP_FLAGS]], env),
-            timed("glyphs rate axis", [[vitcf, "sweep", "--preset", "mini-glyphs", "--grid", "rates", "--seeds", "0",
-                                        "1", "2", "--quiet", "--results-dir", glyphs, *SWEEP_FLAGS]], env),
+            timed("glyphs rate axis, seed 0", [[vitcf, "sweep", "--preset", "mini-glyphs", "--grid", "rates", "--seeds",
+                                                "0", "--quiet", "--results-dir", glyphs, *SWEEP_FLAGS]], env),
         ]
+    if job == "glyphs-resolution":  # as `make glyphs-resolution`
+        return [timed("glyphs resolution axis, seeds 0 1 2", [[vitcf, "sweep", "--preset", "mini-glyphs", "--grid",
+                                                               "resolution", "--seeds", "0", "1", "2", "--quiet",
+                                                               "--results-dir", glyphs, *SWEEP_FLAGS]], env)]
     if job == "axes":  # as `make axes`: the schedule axis (longest run first), then the rate axis
         return [
             timed("mini schedule axis", [[vitcf, "sweep", "--preset", "mini", "--grid", "schedule", "--quiet",
@@ -150,17 +183,17 @@ def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip
         ("mini analyses", [[vitcf, "analyse", "--preset", "mini", "--only", only, "--quiet", "--results-dir", mini]
                            for only in ("reversibility", "interpolation")], one_thread),
     ]
-    return [timed(*step) for step in steps[skip:]]
+    return [_timed(*step) for step in steps[skip:]]
 
 
-def axis_runs_recorded(folder: Path, preset: str = "mini") -> dict:
-    """How many runs the axes job plans, and how many of them `folder` already holds valid records of
+def axis_runs_recorded(folder: Path, job: str = "axes") -> dict:
+    """How many runs an axis job plans, and how many of them `folder` already holds valid records of
     (those it skips, so the time covers the others only)."""
     from vitcf import records
     from vitcf.sweep import plan_sweep
 
-    runs = (plan_sweep(preset, grid="schedule", results_dir=folder, device="cpu")
-            + plan_sweep(preset, grid="rates", seeds=(0, 1, 2), results_dir=folder, device="cpu"))
+    runs = [run for grid, seeds in AXIS_JOBS[job]
+            for run in plan_sweep(JOB_PRESET[job], grid=grid, seeds=seeds, results_dir=folder, device="cpu")]
     paths = {run.record for run in runs}
     recorded = []
     for path in paths:
@@ -183,8 +216,12 @@ def main() -> int:
                         help="run into this results root (e.g. results) and keep the records, instead of a temporary "
                              "folder; it must hold no mini record yet, except, for --job extended, those the book "
                              "job's timed run made there (its seed-0 sweep time is then counted, not re-run)")
+    parser.add_argument("--keep-timed", nargs="+", default=[], metavar="STEP",
+                        help="keep these steps' timings from the job's budget record instead of running them again "
+                             "(e.g. 'glyphs schedule axis' when only the rate axis changed)")
     args = parser.parse_args()
     out = args.out or str(REPO / "benchmarks" / "results" / f"{args.job}_budget.json")
+    kept = kept_steps(args.job, args.keep_timed, Path(out))
 
     import torch
 
@@ -211,16 +248,16 @@ def main() -> int:
         if WEIGHTS_ENV in env:  # this process resolves the weights as the steps will
             os.environ[WEIGHTS_ENV] = env[WEIGHTS_ENV]
         weights = pretrained_weights_path("mini")  # fails here, naming the file, when there are none
-        axis_runs = (axis_runs_recorded(results / JOB_PRESET[args.job], JOB_PRESET[args.job])
-                     if args.job in ("axes", "glyphs-axes") else None)
-        steps = earlier + job_steps(args.job, bin_dir, results, tmp, env, skip=len(earlier))
+        axis_runs = axis_runs_recorded(results / JOB_PRESET[args.job], args.job) if args.job in AXIS_JOBS else None
+        steps = earlier + job_steps(args.job, bin_dir, results, tmp, env, skip=len(earlier), kept=kept)
     total = sum(step["seconds"] for step in steps)
     covered = TARGET_STEPS.get(args.job)
     targeted = total if covered is None else sum(step["seconds"] for step in steps if step["step"] in covered)
     target = TARGETS[args.job]
     summary = {
         "command": "python benchmarks/book_budget.py" + (f" --job {args.job}" if args.job != "book" else "")
-                   + (" --stand-in" if args.stand_in else ""),
+                   + (" --stand-in" if args.stand_in else "")
+                   + (" --keep-timed " + " ".join(f"'{name}'" for name in args.keep_timed) if args.keep_timed else ""),
         "job": f"make {args.job}",
         "weights": "random-init stand-in" if args.stand_in else os.path.relpath(weights, REPO),
         "results_root": None if args.results_root is None else shown(str(args.results_root.resolve())),

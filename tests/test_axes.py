@@ -73,6 +73,12 @@ def test_a_claim_the_rate_decides_is_told_from_one_the_method_decides(rates):
            "decides it" in note
     lora = "LoRA reaches Full fine-tuning's new-domain accuracy or better"
     assert table.loc[lora, ("k-NN", "all at 0.05")] == "does not hold"  # 88.5 < 91.5
+    headline = axes.rates_headline(table)  # every check of the note counted once, by what decides it
+    checks = note.count("\n- ") + 1
+    assert f"Of the {checks} checks of the paper's claims on this page" in headline
+    assert f"the rate decides {note.count('the rate decides it')}" in headline
+    assert f"the method decides {note.count('the method decides it')}" in headline
+    assert "No rate-axis records yet" in axes.rates_headline(None)
 
 
 def test_the_linear_head_claims_read_the_linear_head(rates):

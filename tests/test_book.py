@@ -87,12 +87,14 @@ def test_the_design_page_reads_the_design_records(book):
     keys = grid_keys("smoke", "design")
     design = [r for r in read_records(folder) if grid_key(r["run"]) in keys]
     frame = plots.design_frame(design)
-    assert set(frame["label"]) == {"Surgical block 0", "Surgical block 6", "Surgical block 11", "Top-1", "Top-2",
+    assert set(frame["label"]) == {"Surgical block 1", "Surgical block 7", "Surgical block 12", "Top-1", "Top-2",
                                    "Top-3", "LoRA r=4 (all)", "LoRA r=8", *(f"Block exp. p={p}" for p in range(1, 5))}
     text = text_of(html / "notebooks" / "design_space.html")
     assert f"Numbers on this page: {len(design)} run record(s) of the smoke preset" in text
     for line in findings.design_note(frame, design).splitlines():  # "- **Axis**: sentence" bullets, gaps with intervals
         assert " ".join(line.split("**: ", 1)[1].split()) in text, line
+    for line in findings.design_headline(frame, design).splitlines()[2:]:  # the answer first, above the chart
+        assert " ".join(line.split("**: ", 1)[1].split()) in text.split("One knob at a time")[0], line
     soup = BeautifulSoup((html / "notebooks" / "design_space.html").read_text(), "html.parser")
     assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the axis chart, then the trade-off plane
     mini = text_of(html / "notebooks" / "mini_study.html")

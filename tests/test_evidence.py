@@ -159,3 +159,7 @@ def test_the_design_note_gives_each_axis_gap_its_interval():
     assert "(gap" not in findings.design_note(frame)  # no records, no interval
     nested = [record("LoRA r=4", 0, 70, 50), record("LoRA r=8", 0, 69.5, 50)]  # r=8 gets a subset of r=4's right
     assert "by the k-NN probe (gap 0.50 [0.20, 0.85] points);" in findings.design_note(frame, nested)
+    headline = findings.design_headline(frame, nested)  # the knob that moved the probe most, with its interval
+    assert "- **k-NN**: LoRA (q, v (paper)) moves it most, from 70.00% at r=4 to 69.50% at r=8 (0.50 [0.20, 0.85] points)." \
+        in headline
+    assert "no clear gap" in findings.design_headline(frame, runs)

@@ -496,6 +496,30 @@ def test_an_unreadable_baseline_cache_is_moved_aside_and_made_again(tmp_path, ca
     recovered(["baseline"])
 
 
+def test_ctrl_c_in_a_local_sweep_cancels_its_job_frees_its_claim_and_exits_130(tmp_path, monkeypatch, capsys):
+    import types
+
+    import vitcf.executors as executors
+
+    fault()
+    folder = tmp_path / "results"
+    lock, pressed = folder / "linear_seed0.lock", []
+
+    def sleep(seconds):  # Ctrl-C while the sweep waits for its job, once the job holds its run's claim
+        if not pressed and lock.exists():
+            pressed.append(time.monotonic())
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    monkeypatch.setattr(executors, "time", types.SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    code = main(["sweep", "--preset", "smoke", "--only", "linear", "--results-dir", str(folder), "--quiet",
+                 "--executor", "local", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert pressed and code == 130 and err.startswith("vitcf sweep: interrupted;") and err.count("\n") == 1
+    assert not lock.exists() and not (folder / "linear_seed0.json").exists()  # claim freed, nothing recorded
+    assert not list(folder.glob("*.lock"))  # the baseline's claim too
+
+
 def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
     import vitcf.cli
 

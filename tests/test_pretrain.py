@@ -95,11 +95,31 @@ def test_mini_preset_and_its_shipped_location():
     [("huge", {}, "unknown pre-training preset 'huge'; allowed: mini, smoke"),
      ("mini", {"epoch": 3}, "unknown setting epoch"),
      ("mini", {"epochs": 0}, "epochs must be an integer >= 1, got 0"),
-     ("mini", {"warmup_fraction": 1.5}, r"warmup_fraction must be in \[0, 1\), got 1.5")],
+     ("mini", {"warmup_fraction": 1.5}, r"warmup_fraction must be in \[0, 1\), got 1.5"),
+     ("mini", {"base_lr": float("nan")}, r"base_lr must be a number in \[0.0, 1.0\], got nan"),
+     ("mini", {"base_lr": 1e308}, r"base_lr must be a number in \[0.0, 1.0\], got 1e\+308"),
+     ("mini", {"base_lr": 0.0}, "base_lr, teacher_temp, student_temp and clip_grad must be above 0"),
+     ("mini", {"teacher_temp": float("inf")}, r"teacher_temp must be a number in \[0.0, 10.0\], got inf"),
+     ("mini", {"teacher_momentum": (0.99, 1.5)}, r"teacher_momentum must be a number in \[0.0, 1.0\], got 1.5"),
+     ("mini", {"global_scale": (0.4,)}, r"global_scale must be a pair \[first, last\], got \(0.4,\)"),
+     ("mini", {"jitter": "a lot"}, "jitter must be a number in"),
+     ("mini", {"center_momentum": 1.0}, r"center_momentum must be a number in \[0.0, 1.0\), got 1.0")],
 )
 def test_bad_pretraining_settings(preset, overrides, message):
     with pytest.raises(ValueError, match=message):
         get_pretrain_config(preset, **overrides)
+
+
+def test_a_diverging_pretraining_stops_naming_the_epoch_and_rate_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import vitcf.pretrain as module
+
+    real = module.DINOLoss.forward
+    monkeypatch.setattr(module.DINOLoss, "forward", lambda self, *a, **kw: real(self, *a, **kw) * float("nan"))
+    out = tmp_path / "w.safetensors"
+    code = main(["pretrain", "--preset", "smoke", "--out", str(out), "--quiet", "--set", "epochs=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the DINO loss stopped being finite in epoch 1 (mean nan) at base_lr" in err
+    assert not out.exists() and not out.with_suffix(".json").exists()
 
 
 def test_cli_pretrain_rejects_bad_output_and_preset(tmp_path, capsys):

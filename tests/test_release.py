@@ -26,7 +26,7 @@ def test_the_citation_names_the_paper_it_reproduces_and_the_license_is_the_decla
     assert paper["title"].startswith("Parameter Efficient Fine-tuning of Self-supervised ViTs")
     assert paper["year"] == 2024 and paper["authors"][0]["family-names"] == "Akbarian Bafghi"
     assert (REPO / "LICENSE").read_text().startswith("MIT License")
-    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"] == "MIT"
 
 
 def test_the_binder_environment_installs_the_book_without_the_test_tools():

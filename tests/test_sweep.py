@@ -115,7 +115,7 @@ def test_plan_selects_by_method_or_label_seed_by_seed(tmp_path):
     parameters = run.parameters()
     assert parameters == {"preset": "smoke", "method": "lora", "hparams": '{"r": 4}', "seed": 0,
                           "results_dir": str(tmp_path.resolve()), "forgetting_steps": "[0, 3, 6]", "lr": "", "steps": "",
-                          "device": "cpu", "force": False}
+                          "source_size": "", "device": "cpu", "force": False}
     assert all(isinstance(v, (str, int, bool)) for v in parameters.values())  # papermill wants plain values
     assert not any(tmp_path.iterdir())
 

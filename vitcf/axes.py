@@ -263,11 +263,10 @@ def _reason(paper: str, held: list[str], failed: list[str], unsure: list[str]) -
     return "matched rates settle what the paper's rates leave open"
 
 
-def rates_note(table: pd.DataFrame) -> str:
-    """Which of the paper's claims survive matched rates and which were the rates speaking (Markdown);
-    `table` is `claims_by_rate`'s."""
+def _checks(table: pd.DataFrame):
+    """Each (claim, probe) that `claims_by_rate`'s table tested at a common rate: (claim, what it reads,
+    its verdict at the paper's rates, and the common rates where it holds, fails, is inconclusive)."""
     names = list(dict.fromkeys(probe for probe, _ in table.columns))
-    lines = []
     for probe in names:
         part = table[probe]
         paper, matched = part["the paper's rates"], part.drop(columns="the paper's rates")
@@ -276,13 +275,39 @@ def rates_note(table: pd.DataFrame) -> str:
                 return [c.removeprefix("all at ") for c in matched.columns if matched.loc[claim, c] == word]
 
             held, failed, unsure = at(HOLDS), at(FAILS), at(INCONCLUSIVE)
-            if not held and not failed and not unsure:
-                continue
-            about = f"{probe} probe" if table.loc[claim, (names[-1], "the paper's rates")] != NOT_A_PROBE \
-                else "the new domain alone"
-            lines.append(f"- *{claim}* ({about}): {paper[claim]} at the paper's rates; {_where(held, failed, unsure)}: "
-                         f"{_reason(paper[claim], held, failed, unsure)}.")
+            if held or failed or unsure:
+                about = f"{probe} probe" if table.loc[claim, (names[-1], "the paper's rates")] != NOT_A_PROBE \
+                    else "the new domain alone"
+                yield claim, about, paper[claim], held, failed, unsure
+
+
+def rates_note(table: pd.DataFrame) -> str:
+    """Which of the paper's claims survive matched rates and which were the rates speaking (Markdown);
+    `table` is `claims_by_rate`'s."""
+    lines = [f"- *{claim}* ({about}): {paper} at the paper's rates; {_where(held, failed, unsure)}: "
+             f"{_reason(paper, held, failed, unsure)}."
+             for claim, about, paper, held, failed, unsure in _checks(table)]
     return "\n".join(lines) if lines else "*No rate-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
+
+
+def rates_headline(table: pd.DataFrame | None) -> str:
+    """The rate axis in one sentence: of the claims checked on each probe, how many the method decides and
+    how many the rate (Markdown); `table` is `claims_by_rate`'s."""
+    reasons = [_reason(paper, held, failed, unsure) for _, _, paper, held, failed, unsure in _checks(table)] \
+        if table is not None else []
+    if not reasons:
+        return "*No rate-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
+    parts = [text.format(n=n) for start, text in _SHORT if (n := sum(r.startswith(start) for r in reasons))]
+    listed = "; ".join(parts)
+    return (f"**In short.** Of the {len(reasons)} checks of the paper's claims on this page (one claim on one probe, "
+            f"at the paper's rates and at every common rate), {listed}. The section on matched rates gives each one.")
+
+
+# `_reason`'s verdicts, as the headline counts them.
+_SHORT = (("the method decides", "the method decides {n}"), ("the rate decides", "the rate decides {n}"),
+          ("at the paper's rates", "in {n} the paper's mixed rates spoke, not the methods"),
+          ("matched rates settle", "in {n} matched rates settle what the paper's rates left open"),
+          ("these records cannot tell", "in {n} the records cannot tell"))
 
 
 def learning_note(frame: pd.DataFrame) -> str:

@@ -24,6 +24,7 @@ CHART_CSS = f""".{CHART_CLASS} {{ max-width: 100%; box-sizing: border-box; }}
 .{CHART_CLASS} .chart-wrapper {{ max-width: 100%; }}
 .{CHART_CLASS} svg.marks {{ max-width: 100%; height: auto; }}
 .{CHART_CLASS} .vega-bindings {{ display: flex; flex-wrap: wrap; gap: 0.2em 1em; }}
+.{CHART_CLASS} .vega-bind-radio label {{ margin: 0 0.9em 0 0.25em; white-space: nowrap; }}
 article code.literal, article code.literal span.pre {{ white-space: pre-wrap; overflow-wrap: anywhere; }}
 """
 LAUNCH_GROUP = "launch-buttons"  # sphinx-book-theme's label of its launch-button group

@@ -51,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = plan_run(
         args.preset, args.method, hparams, args.seed,
         results_dir=args.results_dir, paper_faithful=args.paper_faithful, steps=args.steps, lr=args.lr,
+        source_size=args.source_size,
         forgetting_steps=_steps(args.forgetting_steps), device=args.device, keep_checkpoint=args.keep_checkpoint,
         checkpoint=args.checkpoint, compile=args.compile,
     )
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", default=None)
     run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
     run.add_argument("--lr", type=float, default=None, help="override the grid's learning rate")
+    run.add_argument("--source-size", type=int, default=None, metavar="PX",
+                     help="downsample the new domain's images to this side first (from 2 to one less than its own; "
+                     "the input pipeline then resizes them to the model's size as usual)")
     run.add_argument("--forgetting-steps", type=int, nargs="*", default=None, help=STEPS_HELP)
     run.add_argument("--paper-faithful", action="store_true",
                      help="select the checkpoint on the test split, as the authors' code does")
@@ -202,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="core (default: the paper's rows), design (the design space around them: LoRA ranks and "
                      "targets, every top-k, block placement, surgical fine-tuning), rates (five method families on one "
                      "grid of learning rates), schedule (the same families at longer schedules, probed over "
-                     "training) or control (the positive control: full fine-tuning at 30 times its paper rate, "
-                     "built to wreck the representation); all write to the preset's folder")
+                     "training), control (the positive control: full fine-tuning at 30 times its paper rate, "
+                     "built to wreck the representation) or resolution (the same families with the new domain "
+                     "downsampled first); all write to the preset's folder")
     swp.add_argument("--only", nargs="+", default=None, metavar="NAME",
                      help="only these grid points, by method name or label (e.g. lora 'Block exp. p=2')")
     swp.add_argument("--seeds", type=int, nargs="+", default=[0])

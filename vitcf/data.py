@@ -52,6 +52,10 @@ FOLDER_DATASETS = {
 FOLDER_RESIZE = 256
 FOLDER_CROP = 224
 DATASETS = ("fashion_mnist", "digits", "glyphs", "cifar10", "cifar100", *FOLDER_DATASETS)
+# Each dataset's side in pixels as `load_dataset` gives it (glyphs: `vitcf.glyphs.GlyphConfig.size`).
+SIDES = {"fashion_mnist": 28, "digits": 8, "glyphs": 28, "cifar10": 32, "cifar100": 32,
+         **{name: FOLDER_CROP for name in FOLDER_DATASETS}}
+MIN_SOURCE_SIZE = 2  # the smallest side a dataset may be downsampled to (`at_source_size`)
 SPLITS = ("train", "test")
 IMAGENET_SPLITS = ("train", "val")
 
@@ -497,6 +501,30 @@ def _batches(ds: ImageSet, batch_size: int, order: torch.Tensor | None, drop_las
 
 # ---------------------------------------------------------------------------------------------
 # Batch transforms (any device)
+
+
+def check_source_size(name: str, size: int | None) -> None:
+    """Raise ValueError unless `size` is None or a side `at_source_size` can bring dataset `name` down to."""
+    if size is None:
+        return
+    side = SIDES[name]
+    if not isinstance(size, int) or isinstance(size, bool) or not MIN_SOURCE_SIZE <= size < side:
+        raise ValueError(f"source size must be an integer in [{MIN_SOURCE_SIZE}, {side - 1}] for {name} "
+                         f"(its images are {side} px; leave it out for them as they are), got {size!r}")
+
+
+def at_source_size(ds: ImageSet, size: int | None, chunk: int = 1024) -> ImageSet:
+    """`ds` with every image downsampled to (size, size) (bilinear with antialiasing, back to uint8), as a
+    lower-resolution source of the same images; the input pipeline then upsamples it to the model's size.
+    None, or the set's own side, returns `ds` itself."""
+    if size is None or size == ds.size:
+        return ds
+    _check_size(size)
+    if size > ds.size:
+        raise ValueError(f"at_source_size only downsamples: {ds.name} is {ds.size} px, asked for {size}")
+    small = torch.cat([resize(ds.images[i:i + chunk], size).mul_(255).round_().to(torch.uint8)
+                       for i in range(0, len(ds), chunk)])
+    return ImageSet(ds.name, small, ds.labels, ds.classes)
 
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,7 @@ FLAGS = {"jobs": "--jobs", "gpus": "--gpus", "time_min": "--time", "partition": 
          "array_parallelism": "--slurm-array-parallelism", "account": "--account", "qos": "--qos"}
 POLL_S = {"local": 1.0, "slurm": 30.0}  # how often the sweep looks for finished jobs
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by torch when the kernel imports it
+STOP_WAIT_S = 30.0  # how long Ctrl-C waits for the local jobs it cancelled to end
 LOCAL_NO_LIMIT_MIN = 60 * 24 * 365  # submitit gives every local job a time limit (2 min unless told)
 _SLURM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a partition, account or QOS name
 
@@ -294,19 +295,36 @@ def run_jobs(runs: list[SweepRun], config: ExecutorConfig, notebook: Path, kerne
     queue, free = deque(todo), deque(config.slots(len(todo)))
     running: list[tuple[object, SweepRun, float, int | None]] = []  # (job, run, submitted at, slot)
     with tqdm(total=len(todo), desc=desc, unit="job", disable=not progress) as bar:
-        while queue or running:
-            if queue and free:
-                batch = [(queue.popleft(), free.popleft()) for _ in range(min(len(queue), len(free)))]
-                jobs = _submit(executor, config, batch, notebook, kernel_name)
-                running += [(job, run, time.monotonic(), slot) for job, (run, slot) in zip(jobs, batch)]
-            ended = [entry for entry in running if entry[0].done()]
-            running = [entry for entry in running if all(entry is not other for other in ended)]
-            for job, run, submitted, slot in ended:
-                free.append(slot)
-                report(collect(job, run, config, time.monotonic() - submitted))
-                bar.update()
-            if running and not ended:
-                time.sleep(POLL_S[config.name])
+        try:
+            while queue or running:
+                if queue and free:
+                    batch = [(queue.popleft(), free.popleft()) for _ in range(min(len(queue), len(free)))]
+                    jobs = _submit(executor, config, batch, notebook, kernel_name)
+                    running += [(job, run, time.monotonic(), slot) for job, (run, slot) in zip(jobs, batch)]
+                ended = [entry for entry in running if entry[0].done()]
+                running = [entry for entry in running if all(entry is not other for other in ended)]
+                for job, run, submitted, slot in ended:
+                    free.append(slot)
+                    report(collect(job, run, config, time.monotonic() - submitted))
+                    bar.update()
+                if running and not ended:
+                    time.sleep(POLL_S[config.name])
+        except KeyboardInterrupt:
+            stop(running, config)
+            raise
+
+
+def stop(running: list[tuple], config: ExecutorConfig, wait_s: float = STOP_WAIT_S) -> None:
+    """Ctrl-C in a sweep: cancel the jobs it started, give local ones `wait_s` to end (a run interrupted
+    writes nothing: its record is written last, atomically), and remove the claims they held."""
+    for job, *_ in running:
+        job.cancel(check=False)
+    deadline = time.monotonic() + (wait_s if config.name == "local" else 0)
+    while any(not job.done() for job, *_ in running) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for job, run, *_ in running:
+        for target in (run, BaselineClaim(run.record.parent)):
+            release(target, {"id": job.job_id})
 
 
 def _submit(executor, config: ExecutorConfig, batch: list[tuple[SweepRun, int | None]], notebook: Path,

@@ -18,7 +18,7 @@ import torch
 from . import evidence
 from .backbones import create_backbone, get_spec
 from .methods import make_method
-from .plots import HEAD, INSTANCE, KNN, PROBES, has_head, label_summary, measured as is_measured, rank_methods
+from .plots import DESIGN_AXES, HEAD, INSTANCE, KNN, PROBES, has_head, label_summary, measured as is_measured, rank_methods
 from .uncertainty import bracket
 
 WEIGHTS = tuple(i / 20 for i in range(21))  # the chart's slider positions: 0, 0.05, ..., 1
@@ -278,6 +278,43 @@ def early_forgetting_note(curves: pd.DataFrame, k: int = 20, by: int = EARLY_STE
     return text
 
 
+def _design_series(frame: pd.DataFrame, runs: list[dict] | None):
+    """Each series of the design space with two values or more: (its name, its rows by value, its records)."""
+    for (axis, series), rows in frame.groupby(["axis", "series"], sort=False):
+        if len(rows) >= 2:
+            name = axis.split(":")[0] + ("" if series == "-" else f" ({series})")
+            yield name, rows.sort_values("value"), [r for r in runs or () if r["label"] in set(rows["label"])]
+
+
+def _design_gap(rows: pd.DataFrame, ends: list[dict], probe, k: int):
+    """The rows that kept most and least of the pre-training domain by `probe`, and the gap between them with
+    its paired interval (None without per-query correctness)."""
+    best, worst = rows.loc[rows[probe.accuracy].idxmax()], rows.loc[rows[probe.accuracy].idxmin()]
+    return best, worst, evidence.gap(ends, probe.name, best["label"], worst["label"], k) if ends else None
+
+
+def design_headline(frame: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> str:
+    """The design space in a few lines: for each probe, the knob whose range moved it most, with the gap's
+    interval (Markdown)."""
+    if frame.empty:
+        return "*No design-space record yet: `vitcf sweep --preset <preset> --grid design` makes them.*"
+    lines = []
+    for probe in PROBES:
+        found = [(name, *_design_gap(rows, ends, probe, k)) for name, rows, ends in _design_series(frame, runs)
+                 if probe.accuracy in rows.columns and not rows[probe.accuracy].isna().any()]
+        if not found:
+            continue
+        name, best, worst, gap = max(found, key=lambda f: f[1][probe.accuracy] - f[2][probe.accuracy])
+        size = f"{gap} points" if gap is not None else f"{best[probe.accuracy] - worst[probe.accuracy]:.2f} points"
+        clear = "" if gap is None or gap.low > 0 else ", no clear gap"
+        knob = next(along for title, along, _ in DESIGN_AXES.values() if title == best["axis"])
+        lines.append(f"- **{probe.name}**: {name} moves it most, from {best[probe.accuracy]:.2f}% at "
+                     f"{knob}={best['value']} to {worst[probe.accuracy]:.2f}% at {knob}={worst['value']} "
+                     f"({size}{clear}).")
+    return ("**In short.** The knob that moved each probe of the pre-training domain most, between the value that "
+            "kept most and the one that kept least (95% paired interval):\n\n" + "\n".join(lines))
+
+
 def design_note(frame: pd.DataFrame, runs: list[dict] | None = None, k: int = 20) -> str:
     """Along each recorded axis of the design space: the range of the accuracies and how each probe's
     pre-training-domain accuracy moves with the axis (Spearman rank correlation), as Markdown bullets.
@@ -291,20 +328,14 @@ def design_note(frame: pd.DataFrame, runs: list[dict] | None = None, k: int = 20
     if frame.empty:
         return "*No design-space record yet: `vitcf sweep --preset <preset> --grid design` makes them.*"
     lines = []
-    for (axis, series), rows in frame.groupby(["axis", "series"], sort=False):
-        rows = rows.sort_values("value")
-        if len(rows) < 2:
-            continue
+    for name, rows, ends in _design_series(frame, runs):
         learnt = rows.loc[rows["new_domain_accuracy"].idxmax()]
-        name = axis.split(":")[0] + ("" if series == "-" else f" ({series})")
-        ends = [r for r in runs or () if r["label"] in set(rows["label"])]
+        axis = rows["axis"].iloc[0]
         kept, trends = [], []
         for probe in PROBES:
             if probe.accuracy not in rows.columns or rows[probe.accuracy].isna().any():
                 continue
-            best = rows.loc[rows[probe.accuracy].idxmax()]
-            worst = rows.loc[rows[probe.accuracy].idxmin()]
-            gap = evidence.gap(ends, probe.name, best["label"], worst["label"], k) if ends else None
+            best, worst, gap = _design_gap(rows, ends, probe, k)
             kept.append(f"at {best['value']} ({best[probe.accuracy]:.2f}%) and least at {worst['value']} "
                         f"({worst[probe.accuracy]:.2f}%) by {probe.words}"
                         + ("" if gap is None else f" (gap {gap} points{'' if gap.low > 0 else ': no clear gap'})"))

@@ -917,7 +917,8 @@ def design_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
         axis, along, split = DESIGN_AXES[record["method"]]
         config = make_method(record["method"], **record["hparams"])
         series = getattr(config, split) if split else "-"
-        rows.append({"axis": axis, "value": getattr(config, along), "series": SERIES_NAMES.get(series, series),
+        value = getattr(config, along) + (along == "block")  # blocks counted from 1
+        rows.append({"axis": axis, "value": value, "series": SERIES_NAMES.get(series, series),
                      "label": config.label, "family": record["family"], "seed": record["seed"],
                      "lr": record["config"]["train"]["lr"], "trainable_params": record["trainable_params"],
                      "new_domain_accuracy": record["metrics"]["new_domain_accuracy"],

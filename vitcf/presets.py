@@ -23,6 +23,7 @@ class GridPoint:
     lr: float
     warmup_fraction: float  # warm-up steps as a fraction of the schedule
     steps: int | None = None  # None: the preset's schedule length
+    source_size: int | None = None  # None: the new domain at its own resolution (see `Preset.source_size`)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class Preset:
     rates: tuple[GridPoint, ...] = ()  # the learning-rate axis (see `rate_grid`)
     schedule: tuple[GridPoint, ...] = ()  # the schedule-length axis (see `schedule_grid`)
     control: tuple[GridPoint, ...] = ()  # the positive control: runs built to destroy the representation
+    resolution: tuple[GridPoint, ...] = ()  # the new domain's resolution as an axis (see `resolution_grid`)
+    # The new domain's side in pixels before the input pipeline resizes it to `img_size`: its images are
+    # first downsampled to this side (None: used as loaded). A run's override, as its steps are.
+    source_size: int | None = None
     # The steps after which the schedule axis probes forgetting: those within each run's schedule.
     long_forgetting_steps: tuple[int, ...] = ()
     # The instance-retrieval probe of the pre-training domain (`vitcf.retrieval`), beside the class-level
@@ -81,18 +86,20 @@ class Preset:
     def protocol(self) -> dict:
         """The settings a run's measurements depend on: everything but the grids of runs to compare."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("grid", "design", "rates", "schedule", "control", "long_forgetting_steps")}
+                if k not in (*GRIDS[1:], "grid", "long_forgetting_steps")
+                and not (k == "source_size" and v is None)}  # records at the native resolution read as before
 
     def points(self, grid: str = "core") -> tuple[GridPoint, ...]:
         """The grid points of `grid`: "core" (the paper's rows), "design" (the design space), "rates"
-        (the learning-rate axis), "schedule" (the schedule-length axis) or "control" (the positive control)."""
+        (the learning-rate axis), "schedule" (the schedule-length axis), "control" (the positive control)
+        or "resolution" (the new domain's source resolution as an axis)."""
         if grid not in GRIDS:
             raise ValueError(f"unknown grid {grid!r}; allowed: {', '.join(GRIDS)}")
         return {"core": self.grid, "design": self.design, "rates": self.rates, "schedule": self.schedule,
-                "control": self.control}[grid]
+                "control": self.control, "resolution": self.resolution}[grid]
 
 
-GRIDS = ("core", "design", "rates", "schedule", "control")
+GRIDS = ("core", "design", "rates", "schedule", "control", "resolution")
 # LoRA ranks per target; q,v (the paper's) also holds r=8, the paper's row.
 DESIGN_LORA_RANKS = {"qv": (1, 4, 8, 16, 64), "qkv": (1, 4, 16, 64), "all": (1, 4, 16, 64)}
 DESIGN_BLOCK_COPIES = (1, 2, 3, 4)
@@ -157,6 +164,13 @@ def schedule_grid(steps: tuple[int, ...] = AXIS_STEPS, full_steps: tuple[int, ..
     return tuple(sorted(points, key=lambda p: -p.steps))
 
 
+def resolution_grid(sizes: tuple[int, ...]) -> tuple[GridPoint, ...]:
+    """Every family of `AXIS_FAMILIES` at its paper row's rate and schedule, with the new domain downsampled
+    to each side of `sizes` before the resize to the input size; the native resolution is the core grid."""
+    return tuple(dataclasses.replace(_paper_row(method, hparams), source_size=size)
+                 for method, hparams in AXIS_FAMILIES for size in sorted(sizes))
+
+
 # The positive control: runs built to wreck the pre-trained representation, so the book can show how far
 # each probe falls when it is. Full fine-tuning at this multiple of its paper rate, and every block
 # re-initialised before full fine-tuning at the paper rate (what is left: the patch embedding).
@@ -192,6 +206,7 @@ PRESETS: dict[str, Preset] = {
         grid=PAPER_GRID,
         design=_design("vit_base_patch16_224.dino"),
         rates=rate_grid(),
+        resolution=resolution_grid((8, 16)),  # CIFAR-100's 32 px at a quarter and a half
     ),
     "mini": Preset(
         name="mini",
@@ -252,6 +267,7 @@ PRESETS: dict[str, Preset] = {
         instance_probe=InstanceProbe(images=40, views=4, bank_views=2, curve_images=20),
         full_probe_steps=(0, 3),
         control=control_grid(get_spec("micro").depth),
+        resolution=resolution_grid((4,)),
     ),
 }
 
@@ -271,6 +287,9 @@ PRESETS["mini-glyphs"] = dataclasses.replace(
     # A third of the schedule, the schedule, twice it; within the axes' hour on two cores, so no longer run.
     schedule=schedule_grid((500, 1_500, 3_000), ()),
     long_forgetting_steps=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 1_500, 2_000, 3_000),
+    # The glyphs drawn at 28 px, downsampled to a quarter and a half before the resize back to 28 (blurred
+    # as digits' 8 px are); the native 28 px is the core grid.
+    resolution=resolution_grid((7, 14)),
 )
 
 

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import datetime as dt
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ from .backbones import create_backbone, get_spec, weights_dir
 from .checkpoints import CheckpointError, atomic_path, save_state_dict, sha256
 from .data import ImageSet, batches, load_dataset, match_channels, normalize, random_resized_crop_flip
 from .evaluate import autocast, extract_features, knn_accuracy
-from .methods.base import check_int
-from .train import input_transform, lr_factor
+from .methods.base import check_int, check_number
+from .train import DivergedError, input_transform, lr_factor
 
 QUALITY_K = 20
 QUALITY_BAR = 85.0  # weighted k-NN top-1 (k=20, T=0.07, full train bank) the mini backbone must reach
@@ -83,6 +84,24 @@ class PretrainConfig:
         check_int("pretrain", "local_views", self.local_views, minimum=0)
         if not (isinstance(self.warmup_fraction, (int, float)) and 0 <= self.warmup_fraction < 1):
             raise ValueError(f"pretrain: warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
+        for name in ("weight_decay", "teacher_momentum", "global_scale", "local_scale"):
+            if not (isinstance(getattr(self, name), tuple) and len(getattr(self, name)) == 2):
+                raise ValueError(f"pretrain: {name} must be a pair [first, last], got {getattr(self, name)!r}")
+        # Every float setting finite and within what DINO's schedules and losses can take, before any compute.
+        for name, (low, high, high_open) in FLOAT_RANGES.items():
+            values = getattr(self, name)
+            for value in values if isinstance(values, tuple) else (values,):
+                check_number("pretrain", name, value, low, high, high_open)
+        if self.base_lr == 0 or self.teacher_temp == 0 or self.student_temp == 0 or self.clip_grad == 0:
+            raise ValueError("pretrain: base_lr, teacher_temp, student_temp and clip_grad must be above 0")
+
+
+# The range of every float setting of `PretrainConfig`: (low, high, whether high itself is excluded).
+FLOAT_RANGES = {"base_lr": (0.0, 1.0, False), "min_lr": (0.0, 1.0, False), "weight_decay": (0.0, 10.0, False),
+                "teacher_momentum": (0.0, 1.0, False), "teacher_temp": (0.0, 10.0, False),
+                "student_temp": (0.0, 10.0, False), "center_momentum": (0.0, 1.0, True),
+                "global_scale": (0.0, 1.0, False), "local_scale": (0.0, 1.0, False), "jitter": (0.0, 1.0, True),
+                "clip_grad": (0.0, 1e6, False)}
 
 
 PRETRAIN_PRESETS = {
@@ -316,6 +335,10 @@ def pretrain(config: PretrainConfig, *, device: torch.device, progress: bool = T
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - started
         losses.append(epoch_loss.item() / steps_per_epoch)
+        if not math.isfinite(losses[-1]):  # before the checkpoint: the last one written stays the last good epoch
+            raise DivergedError(f"pretrain: the DINO loss stopped being finite in epoch {epoch + 1} (mean {losses[-1]}) "
+                                f"at base_lr {config.base_lr} (peak {peak_lr:g} for batch {config.batch_size}); "
+                                "no weights written; lower base_lr (--set base_lr=...)")
         curve.append({"epoch": epoch + 1, "loss": losses[-1],
                       "knn": subset_knn(model.teacher, bank, queries, spec, device=device)})
         bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", knn=f"{curve[-1]['knn']:.1f}")

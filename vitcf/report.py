@@ -24,6 +24,7 @@ import pandas as pd
 from . import records
 from .backbones import get_spec, weights_dir
 from .paper import DINO_VITB16_KNN, PAPER_ROWS
+from .methods import make_method
 from .presets import get_preset
 
 RESULTS_ENV = "VITCF_RESULTS"
@@ -106,7 +107,9 @@ def load_study(preset: str, grid: str = "core") -> Study:
     keys = grid_keys(shown, grid)
     folder = results_root() / shown
     valid, invalid = records.scan(folder)
-    runs = [r for r in valid if grid_key(r["run"]) in keys]
+    # Labels as this version names the configurations (records made when surgical blocks were counted
+    # from 0 read as the pages count them, from 1).
+    runs = [r | {"label": make_method(r["method"], **r["hparams"]).label} for r in valid if grid_key(r["run"]) in keys]
     invalid = [(path.name, reason) for path, reason in invalid]
     baseline = None
     if (folder / "baseline.json").is_file():

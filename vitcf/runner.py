@@ -48,9 +48,10 @@ def point_steps(preset: Preset, point: GridPoint) -> int | None:
 
 
 def point_overrides(preset: Preset, point: GridPoint) -> dict:
-    """What `point` changes from the preset's protocol (as `vitcf.study.plan_run` takes it): lr, steps."""
-    return {k: v for k, v in {"lr": point_lr(preset, point), "steps": point_steps(preset, point)}.items()
-            if v is not None}
+    """What `point` changes from the preset's protocol (as `vitcf.study.plan_run` takes it): lr, steps and
+    the new domain's source size."""
+    return {k: v for k, v in {"lr": point_lr(preset, point), "steps": point_steps(preset, point),
+                              "source_size": point.source_size}.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class SweepRun:
             "lr": "" if (lr := point_lr(self.plan.preset, self.point)) is None else lr,
             # the plan's preset has the run's own length; the override is against the named preset's
             "steps": "" if (n := point_steps(get_preset(self.plan.preset.name), self.point)) is None else n,
+            "source_size": "" if self.point.source_size is None else self.point.source_size,
             "device": str(self.plan.device),
             "force": False,
         }

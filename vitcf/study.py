@@ -21,7 +21,8 @@ import torch
 from . import records
 from .backbones import create_backbone, get_spec, pretrained_weights_path
 from .checkpoints import CheckpointError, load_into, read_metadata, read_state_dict, save_state_dict, save_tensors, sha256
-from .data import ImageSet, batches, check_imagenet, holdout_split, imagenet_batches, load_dataset
+from .data import (ImageSet, at_source_size, batches, check_imagenet, check_source_size, holdout_split,
+                   imagenet_batches, load_dataset)
 from .retrieval import first_instances, instance_views
 from .drift import drift
 from .evaluate import (
@@ -219,7 +220,8 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     path, head_path = folder / "baseline.json", folder / "baseline_head.safetensors"
     # What the baseline depends on: the protocol, not the grids of runs to compare with it, nor the
     # length of a run's schedule (the schedule axis shares one folder, and one baseline, across lengths).
-    protocol = {k: v for k, v in preset.protocol().items() if k != "steps"}
+    # Nor the new domain's source resolution: the baseline never sees the new domain.
+    protocol = {k: v for k, v in preset.protocol().items() if k not in ("steps", "source_size")}
     key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA,
                                "fields": "per-query correctness"})
     if (found := cached_baseline(path, head_path, key)) is not None:
@@ -314,6 +316,7 @@ def plan_run(
     paper_faithful: bool = False,
     steps: int | None = None,
     lr: float | None = None,
+    source_size: int | None = None,
     forgetting_steps: tuple[int, ...] | None = None,
     device: str | None = None,
     compile: bool = False,
@@ -326,8 +329,9 @@ def plan_run(
     config = make_method(method, **hparams)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
-    overrides = {k: v for k, v in {"steps": steps, "lr": lr}.items() if v is not None}
-    spec_preset = dataclasses.replace(spec_preset, **({"steps": steps} if steps is not None else {}))
+    check_source_size(spec_preset.new_domain, source_size)
+    overrides = {k: v for k, v in {"steps": steps, "lr": lr, "source_size": source_size}.items() if v is not None}
+    spec_preset = dataclasses.replace(spec_preset, **{k: v for k, v in overrides.items() if k != "lr"})
     grid_lr, warmup = spec_preset.schedule_for(method, hparams)
     spec = get_spec(spec_preset.backbone)
     with torch.device("meta"):  # checks what depends on the architecture (k <= depth, p | depth) for free
@@ -410,8 +414,8 @@ def _prepare(plan: RunPlan, progress: bool) -> _Prepared:
     """Load both domains, compute (or read) the baseline, build the model with the method applied."""
     preset, device = plan.preset, plan.device
     probe = make_probe(preset)
-    new_train = load_dataset(preset.new_domain, "train")
-    new_test = load_dataset(preset.new_domain, "test")
+    new_train = at_source_size(load_dataset(preset.new_domain, "train"), preset.source_size)
+    new_test = at_source_size(load_dataset(preset.new_domain, "test"), preset.source_size)
     if plan.paper_faithful:  # the authors select the checkpoint on the test split
         fit_set, selection_set, selection = new_train, new_test, "test split (paper-faithful)"
     else:
@@ -618,7 +622,8 @@ def _thin(history: list[dict]) -> list[dict]:
 def plan_from_record(record: dict, *, results_dir: str | Path | None = None, device: str | None = None) -> RunPlan:
     """The plan that re-executes a recorded run with the settings it records (into `results_dir`).
 
-    The schedule's steps and learning rate are passed on where they differ from the preset's, the
+    The schedule's steps and learning rate are passed on where they differ from the preset's, and the
+    new domain's source size where the record has one; the
     forgetting probes and the paper-faithful selection as recorded, and the backbone as recorded when it
     came from an explicit checkpoint; the plan must then give the record's own name.
     """
@@ -628,6 +633,7 @@ def plan_from_record(record: dict, *, results_dir: str | Path | None = None, dev
     steps = train["steps"] if train["steps"] != preset.steps else None
     default_lr, _ = preset.schedule_for(record["method"], record["hparams"])
     lr = train["lr"] if train["lr"] != default_lr else None
+    source_size = config["preset"].get("source_size")  # absent from records at the native resolution
     weights = config["backbone_weights"]
     checkpoint = records.located(weights["path"]) if weights["source"] == "checkpoint" else None
     # The record holds the method's resolved hyperparameters; its name, those the run was asked for.
@@ -639,7 +645,7 @@ def plan_from_record(record: dict, *, results_dir: str | Path | None = None, dev
     plan = None
     for hparams in asked:
         plan = plan_run(record["preset"], record["method"], hparams, record["seed"], results_dir=results_dir,
-                        paper_faithful=config["paper_faithful"], steps=steps, lr=lr,
+                        paper_faithful=config["paper_faithful"], steps=steps, lr=lr, source_size=source_size,
                         forgetting_steps=tuple(config["forgetting_steps"]), device=device, checkpoint=checkpoint)
         if plan.path.stem == record["run"]:
             break

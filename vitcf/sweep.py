@@ -132,9 +132,10 @@ def plan_sweep(
     """Plan every run of a sweep, seed by seed in the grid's order; nothing is read or written.
 
     `grid` is "core" (the paper's rows), "design" (the design space around them, `Preset.design`),
-    "rates" (the learning-rate axis) or "schedule" (the schedule-length axis); all write to the
+    "rates" (the learning-rate axis), "schedule" (the schedule-length axis), "control" (the positive
+    control) or "resolution" (the new domain's source resolution as an axis); all write to the
     preset's one folder, so a point of one grid that is also a point of another is one run.
-    The design space and the rate axis are compared at the end of training: their runs probe no
+    The design space and the rate and resolution axes are compared at the end of training: their runs probe no
     forgetting steps unless `forgetting_steps` names some (the core grid's runs carry the curves).
     The schedule axis probes at `Preset.long_forgetting_steps` within each run's schedule, so its
     runs at the preset's own length probe exactly as the core grid's.
@@ -146,7 +147,7 @@ def plan_sweep(
     if not seeds:
         raise ValueError("seeds must name at least one seed (an integer >= 0), got none")
     points = select_points(spec, only, grid)
-    if forgetting_steps is None and grid in ("design", "rates"):
+    if forgetting_steps is None and grid in ("design", "rates", "resolution"):
         forgetting_steps = ()
     if grid == "schedule":
         asked = spec.long_forgetting_steps if forgetting_steps is None else tuple(forgetting_steps)

@@ -81,8 +81,8 @@ class Surgical(Method):
         check_int(self.name, "block", self.block, minimum=0)
 
     @property
-    def label(self) -> str:
-        return f"Surgical block {self.block}"
+    def label(self) -> str:  # blocks counted from 1, as every page of the book counts them
+        return f"Surgical block {self.block + 1}"
 
     def apply(self, model: nn.Module) -> nn.Module:
         depth = len(model.blocks)
