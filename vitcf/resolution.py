@@ -190,6 +190,11 @@ def note(effects: pd.DataFrame, table: pd.DataFrame) -> str:
                 lines.append(f"- **What is learnt**: the new domain at {lowest} px is harder, its test accuracy "
                              f"{span} below {native} px's, so any extra forgetting there comes with a harder task, "
                              "not with blur alone.")
+            elif (gaps < 0).all():
+                span = f"{(-gaps).min():.1f} to {(-gaps).max():.1f} points" if len(gaps) > 1 else f"{-gaps.iloc[0]:.1f} points"
+                lines.append(f"- **What is learnt**: every family learns the new domain better at {lowest} px, its test "
+                             f"accuracy {span} above {native} px's, so the blurred domain forgets no more for being "
+                             "harder to learn.")
             else:
                 lines.append(f"- **What is learnt**: the test accuracy at {lowest} px minus that at {native} px "
                              f"ranges over {(-gaps).min():.1f} to {(-gaps).max():.1f} points across the families.")
