@@ -174,3 +174,11 @@ def test_the_note_says_when_every_family_learns_the_blurred_domain_better():
     effects = pd.DataFrame([["Full", "k-NN", 4, 8, 1.0, 0.5, 1.5, HOLDS]], columns=resolution.EFFECT_COLUMNS)
     text = resolution.note(effects, table)
     assert "every family learns the new domain better at 4 px, its test accuracy 2.5 to 10.0 points above 8 px's" in text
+
+
+def test_each_interval_is_drawn_from_its_low_to_its_high_end(axis):
+    runs, baseline = axis
+    spec = resolution.chart(resolution.drop_table(runs, baseline, SMOKE), 8).to_dict()
+    rules = [layer for row in spec["vconcat"] for panel in row["hconcat"] for layer in panel["layer"]
+             if layer["mark"]["type"] == "rule" and "y2" in layer["encoding"]]
+    assert rules and all(r["encoding"]["y"]["field"] == "low" and r["encoding"]["y2"]["field"] == "high" for r in rules)

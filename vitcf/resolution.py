@@ -123,7 +123,8 @@ def chart(table: pd.DataFrame, native: int):
         options=sizes, labels=[f"{s} px" + (" (native)" if s == native else "") for s in sizes],
         name="Source resolution "))
     colour = alt.Color("label:N", title="Method", scale=LABEL_COLOURS, legend=alt.Legend(orient="top"))
-    x = alt.X("source_size:O", title=f"source resolution (px), resized to {native}", sort=sizes)
+    x = alt.X("source_size:O", title=f"source resolution (px), resized to {native}", sort=sizes,
+              axis=alt.Axis(labelAngle=0))
     picked = alt.condition(f"datum.source_size == {SIZE_PARAM}", alt.value(1.0), alt.value(0.3))
     tooltip = ["label:N", alt.Tooltip("source_size:Q", title="source size (px)"), "probe:N", "seeds:Q",
                alt.Tooltip("drop:Q", title="value (points or %)", format=".2f"),
@@ -134,7 +135,8 @@ def chart(table: pd.DataFrame, native: int):
         title = "New-domain test accuracy (%)" if what == NEW_DOMAIN else f"{what} drop (points)"
         y = alt.Y("drop:Q", title=title, scale=alt.Scale(zero=what != NEW_DOMAIN))
         offset = alt.XOffset("label:N", sort=list(LABELS))
-        rules = base.mark_rule(strokeWidth=1.5).encode(x=x, xOffset=offset, y=y, y2="high:Q", color=colour,
+        span = alt.Y("low:Q", title=title, scale=alt.Scale(zero=what != NEW_DOMAIN))  # the 95% interval
+        rules = base.mark_rule(strokeWidth=1.5).encode(x=x, xOffset=offset, y=span, y2="high:Q", color=colour,
                                                        opacity=picked)
         dots = base.mark_circle(size=45).encode(x=x, xOffset=offset, y=y, color=colour, opacity=picked,
                                                 tooltip=tooltip)
