@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .backbones import _unreachable
 from .checkpoints import atomic_path
+from .glyphs import GlyphConfig
 
 # Read once, at import: monkeypatch `vitcf.data.DATA_ROOT` (not the variable) to redirect later.
 DATA_ROOT = Path(os.environ.get("VITCF_DATA") or "~/.cache/vitcf/data").expanduser()
@@ -52,8 +53,8 @@ FOLDER_DATASETS = {
 FOLDER_RESIZE = 256
 FOLDER_CROP = 224
 DATASETS = ("fashion_mnist", "digits", "glyphs", "cifar10", "cifar100", *FOLDER_DATASETS)
-# Each dataset's side in pixels as `load_dataset` gives it (glyphs: `vitcf.glyphs.GlyphConfig.size`).
-SIDES = {"fashion_mnist": 28, "digits": 8, "glyphs": 28, "cifar10": 32, "cifar100": 32,
+# Each dataset's side in pixels as `load_dataset` gives it.
+SIDES = {"fashion_mnist": 28, "digits": 8, "glyphs": GlyphConfig().size, "cifar10": 32, "cifar100": 32,
          **{name: FOLDER_CROP for name in FOLDER_DATASETS}}
 MIN_SOURCE_SIZE = 2  # the smallest side a dataset may be downsampled to (`at_source_size`)
 SPLITS = ("train", "test")

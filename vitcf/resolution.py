@@ -65,7 +65,7 @@ def drop_table(runs: list[dict], baseline: dict | None, preset: Preset, k: int =
         paired = Paired({**matrices, BEFORE: before})
         for key in _order(matrices):
             found = paired.difference(key, BEFORE)
-            rows.append([*key[:1], what, key[1], found.estimate, found.low, found.high, matrices[key].shape[0]])
+            rows.append([key[0], what, key[1], found.estimate, found.low, found.high, matrices[key].shape[0]])
     learnt = _matrices(runs, preset, NEW_DOMAIN, k)
     if learnt:
         paired = Paired(learnt)
@@ -146,8 +146,7 @@ def chart(table: pd.DataFrame, native: int):
                           .encode(y="zero:Q"))
         return alt.layer(*layers).properties(width=PANEL_WIDTH, height=200, title=title.split(" (")[0])
 
-    shown = [NEW_DOMAIN, *(p for p in PROBE_NAMES if p in set(table["probe"]))]
-    panels = [panel(what) for what in shown if what in set(table["probe"])]
+    panels = [panel(what) for what in (NEW_DOMAIN, *PROBE_NAMES) if what in set(table["probe"])]
     rows = [alt.hconcat(*panels[i:i + 2]) for i in range(0, len(panels), 2)]
     return alt.vconcat(*rows).add_params(pick).properties(
         background=BACKGROUND, title=alt.Title(
