@@ -27,7 +27,7 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	fi
 
-# Typefaces for the glyph domain (vitcf.glyphs renders its characters from them): Debian's font packages
+# Typefaces for the glyph domain (vitcf.engine.glyphs renders its characters from them): Debian's font packages
 # when we may install them; elsewhere set VITCF_FONT_DIRS to folders of .ttf/.otf files.
 FONT_PACKAGES := fonts-noto-core fonts-dejavu-core fonts-liberation2 fonts-urw-base35 fonts-freefont-ttf fonts-texgyre
 fonts:

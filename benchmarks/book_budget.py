@@ -87,7 +87,7 @@ JOB_GRIDS = {"glyphs": (("core", (0, 1, 2)), ("control", (0, 1, 2)))}
 
 def already_recorded(job: str, folder: Path) -> list[str]:
     """The files in `folder` that would let `job` skip work: its planned runs' records and the baseline."""
-    from vitcf.sweep import plan_sweep
+    from vitcf.engine.sweep import plan_sweep
 
     planned = [run.record for grid, seeds in JOB_GRIDS[job]
                for run in plan_sweep(JOB_PRESET[job], grid=grid, seeds=seeds, results_dir=folder, device="cpu")]
@@ -189,8 +189,8 @@ def job_steps(job: str, bin_dir: Path, results: Path, tmp: Path, env: dict, skip
 def axis_runs_recorded(folder: Path, job: str = "axes") -> dict:
     """How many runs an axis job plans, and how many of them `folder` already holds valid records of
     (those it skips, so the time covers the others only)."""
-    from vitcf import records
-    from vitcf.sweep import plan_sweep
+    from vitcf.engine import records
+    from vitcf.engine.sweep import plan_sweep
 
     runs = [run for grid, seeds in AXIS_JOBS[job]
             for run in plan_sweep(JOB_PRESET[job], grid=grid, seeds=seeds, results_dir=folder, device="cpu")]
@@ -225,9 +225,9 @@ def main() -> int:
 
     import torch
 
-    from vitcf import records
-    from vitcf.backbones import WEIGHTS_ENV, create_backbone, pretrained_weights_path
-    from vitcf.checkpoints import save_state_dict, sha256
+    from vitcf.engine import records
+    from vitcf.model.backbones import WEIGHTS_ENV, create_backbone, pretrained_weights_path
+    from vitcf.model.checkpoints import save_state_dict, sha256
 
     bin_dir = Path(sys.executable).parent
     earlier = []

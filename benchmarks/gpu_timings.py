@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
-from vitcf import records
-from vitcf.presets import get_preset
+from vitcf.engine import records
+from vitcf.engine.presets import get_preset
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VITCF = [sys.executable, "-m", "vitcf.cli"]
+VITCF = [sys.executable, "-m", "vitcf.engine.cli"]
 
 
 def timed(command: list[str], timeout: float, log) -> dict:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from vitcf import records
-from vitcf.presets import get_preset
-from vitcf.retrieval import InstanceProbe
-from vitcf.study import PROBE_SEED, build_model, make_probe, pixel_features, scores_of, weights_source
+from vitcf.engine import records
+from vitcf.engine.presets import get_preset
+from vitcf.engine.retrieval import InstanceProbe
+from vitcf.engine.study import PROBE_SEED, build_model, make_probe, pixel_features, scores_of, weights_source
 
 
 def measure(preset, device) -> dict:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from vitcf.backbones import create_backbone
-from vitcf.checkpoints import save_state_dict
-from vitcf import records
-from vitcf.presets import get_preset
-from vitcf.study import execute, plan_run
+from vitcf.model.backbones import create_backbone
+from vitcf.model.checkpoints import save_state_dict
+from vitcf.engine import records
+from vitcf.engine.presets import get_preset
+from vitcf.engine.study import execute, plan_run
 
 BUDGET_SECONDS = 600
 

@@ -9,11 +9,11 @@ on them) and synthetic data in the real formats, so nothing is downloaded:
 
 1. training images/s and peak memory of each method (full, top-3, linear, LoRA r=8, block expansion
    p=1..4) through the project's own code: `create_backbone` + `make_method(...).apply`, then
-   `vitcf.train.finetune` itself on uint8 32x32 images held on the GPU (CIFAR-100's format), at the
+   `vitcf.engine.train.finetune` itself on uint8 32x32 images held on the GPU (CIFAR-100's format), at the
    paper preset's batch, crop and normalisation. Warm-up steps are excluded; the timed window is
    bracketed by `torch.cuda.synchronize`;
 2. FLOPs per image of each method, counted by `torch.utils.flop_counter.FlopCounterMode` on one real
-   training step (`vitcf.train.train_step`), per module, so that the backward pass through a frozen
+   training step (`vitcf.engine.train.train_step`), per module, so that the backward pass through a frozen
    prefix (patch embedding and the blocks below the first trainable one) can be seen to be zero;
 3. model FLOP utilisation: images/s x training FLOPs per image over the dense bf16 matmul peak
    measured in the same run;
@@ -21,7 +21,7 @@ on them) and synthetic data in the real formats, so nothing is downloaded:
    `ViTForImageClassification` of the same shape, a torchvision PIL transform pipeline
    (RandomResizedCrop + flip from 32x32 images) in a 4-worker DataLoader, fp32 with TF32;
 5. k-NN feature extraction images/s including JPEG decode: the project's ImageNet loader
-   (`vitcf.data.imagenet_batches`, PIL decode in DataLoader workers) over a folder of synthetic
+   (`vitcf.engine.data.imagenet_batches`, PIL decode in DataLoader workers) over a folder of synthetic
    JPEGs, and, for comparison, a GPU-decode path (`torchvision.io.decode_jpeg(device="cuda")`);
 6. the projected wall time of the whole paper grid (10 runs + ImageNet-1K k-NN evaluation).
 
@@ -58,14 +58,14 @@ import torch.utils.flop_counter as flop_counter
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitcf import records
-from vitcf.backbones import BACKBONES, create_backbone
-from vitcf.data import IMAGENET_CROP, IMAGENET_RESIZE, ImageSet, batches, imagenet_batches
-from vitcf.evaluate import accuracy, autocast, extract_features
-from vitcf.methods import make_method
-from vitcf.paper import PAPER_ROWS
-from vitcf.presets import Preset, get_preset
-from vitcf.train import TrainConfig, finetune, input_transform, train_step
+from vitcf.engine import records
+from vitcf.model.backbones import BACKBONES, create_backbone
+from vitcf.engine.data import IMAGENET_CROP, IMAGENET_RESIZE, ImageSet, batches, imagenet_batches
+from vitcf.engine.evaluate import accuracy, autocast, extract_features
+from vitcf.model.methods import make_method
+from vitcf.base.paper import PAPER_ROWS
+from vitcf.engine.presets import Preset, get_preset
+from vitcf.engine.train import TrainConfig, finetune, input_transform, train_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -257,7 +257,7 @@ def measure_peak(device: torch.device, sizes: tuple[int, ...], seconds: float) -
     """FLOP/s of dense n x n matmuls, each size run for about `seconds`; the peak is the best size.
 
     bf16 on CUDA, where training runs under bf16 autocast; float32 on the CPU, where it runs in
-    float32 (see vitcf.evaluate.autocast), so that a smoke run's utilisation is at least comparable.
+    float32 (see vitcf.engine.evaluate.autocast), so that a smoke run's utilisation is at least comparable.
     """
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     by_size = {}
@@ -358,7 +358,7 @@ def prefix_backward(flops: dict, prefix: list[str]) -> dict:
     return {"modules": prefix, "backward_flops_per_image": total, "back_propagated": total > 0 if known else None}
 
 
-# --- 3. our training step, through vitcf.train.finetune ------------------------------------------
+# --- 3. our training step, through vitcf.engine.train.finetune ------------------------------------------
 
 def synthetic_cifar(n: int, device: torch.device, seed: int) -> ImageSet:
     """`n` random uint8 images of CIFAR's shape with random labels, created on `device`."""
@@ -629,7 +629,7 @@ def _timed(source: Iterable, warmup_batches: int, marks: dict, device: torch.dev
 
 def time_extraction(model: nn.Module, source: Iterable, transform, device: torch.device, settings: Settings,
                     quiet: bool, total: int | None = None) -> dict:
-    """images/s of `vitcf.evaluate.extract_features` over `source`, after its warm-up batches."""
+    """images/s of `vitcf.engine.evaluate.extract_features` over `source`, after its warm-up batches."""
     marks = {"images": 0}
     reset_peak(device)
     extract_features(model, _timed(source, settings.eval_warmup_batches, marks, device), transform,
@@ -654,7 +654,7 @@ def decoded_batches(files: list[torch.Tensor], count: int, batch_size: int, devi
 
 
 def time_selection(model: nn.Module, preset: Preset, settings: Settings, device: torch.device, seed: int) -> dict:
-    """images/s of `vitcf.evaluate.accuracy` on uint8 32x32 images on the device (the selection and
+    """images/s of `vitcf.engine.evaluate.accuracy` on uint8 32x32 images on the device (the selection and
     test-split evaluations of a run: no decode, resized to the model's input on the device)."""
     spec = BACKBONES[preset.backbone]
     data = synthetic_cifar(settings.selection_images, device, seed)
@@ -695,18 +695,18 @@ def measure_evaluation(preset: Preset, settings: Settings, device: torch.device,
             "note": "read from the page cache: a cold ImageNet on disk may read slower",
         },
         "project_pipeline": {
-            "description": f"vitcf.data.imagenet_batches (PIL decode, bicubic resize {IMAGENET_RESIZE}, centre "
+            "description": f"vitcf.engine.data.imagenet_batches (PIL decode, bicubic resize {IMAGENET_RESIZE}, centre "
                            f"crop {IMAGENET_CROP}, {settings.eval_workers} DataLoader workers) + "
-                           "vitcf.evaluate.extract_features",
+                           "vitcf.engine.evaluate.extract_features",
             "workers": settings.eval_workers, **project,
         },
         "gpu_decode": {
             "description": f"torchvision.io.decode_jpeg on {device.type} (batched), resize {IMAGENET_RESIZE} + "
-                           f"centre crop {IMAGENET_CROP} on the device, + vitcf.evaluate.extract_features; "
+                           f"centre crop {IMAGENET_CROP} on the device, + vitcf.engine.evaluate.extract_features; "
                            "not the project's loader today",
             **gpu,
         },
-        "selection": {"description": "vitcf.evaluate.accuracy on uint8 32x32 images on the device", **selection},
+        "selection": {"description": "vitcf.engine.evaluate.accuracy on uint8 32x32 images on the device", **selection},
     }
 
 

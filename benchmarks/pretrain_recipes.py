@@ -34,7 +34,7 @@ CANDIDATES = {
 CHILD = """
 import json, sys, time, torch
 torch.set_num_threads(1)
-from vitcf.pretrain import get_pretrain_config, pretrain
+from vitcf.engine.pretrain import get_pretrain_config, pretrain
 overrides, limit, epochs = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 config = get_pretrain_config("mini", limit=limit, epochs=epochs, **overrides)
 started = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vitcf
-from vitcf.sweep import NOTEBOOK
+from vitcf.engine.sweep import NOTEBOOK
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers on two cores: more threads than cores makes torch's CPU kernels spin and crawl.

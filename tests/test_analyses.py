@@ -2,8 +2,8 @@
 
 import pytest
 
-from vitcf.analyses import interpolation, reversibility
-from vitcf.study import run
+from vitcf.engine.analyses import interpolation, reversibility
+from vitcf.engine.study import run
 
 
 @pytest.mark.parametrize(("method", "hparams", "states"), [
@@ -57,8 +57,8 @@ def test_interpolation_refuses_bad_methods_and_weights(tmp_path):
 def test_analysis_records_draw(tmp_path):
     import vl_convert as vlc
 
-    from vitcf import plots
-    from vitcf.records import read_records, records_frame
+    from vitcf.book import plots
+    from vitcf.engine.records import read_records, records_frame
 
     curve = interpolation("smoke", "lora", {"r": 4}, alphas=(0, 0.5, 1), results_dir=tmp_path, progress=False)
     frame = plots.interpolation_frame([curve])
@@ -77,8 +77,8 @@ def test_analysis_records_draw(tmp_path):
 
 
 def test_the_standard_set_is_validated_then_run_and_read_back(tmp_path, monkeypatch):
-    from vitcf import report
-    from vitcf.analyses import default_plan, run_analyses
+    from vitcf.book import report
+    from vitcf.engine.analyses import default_plan, run_analyses
 
     plan = default_plan("smoke")
     assert [(a, m) for a, m, _ in plan].count(("reversibility", "lora")) == 3
@@ -104,7 +104,7 @@ def test_the_standard_set_is_validated_then_run_and_read_back(tmp_path, monkeypa
 
 
 def test_cli_analyse_runs_and_refuses_bad_names(tmp_path, capsys):
-    from vitcf.cli import main
+    from vitcf.engine.cli import main
 
     folder = tmp_path / "smoke"
     assert main(["analyse", "--preset", "smoke", "--only", "cka", "--results-dir", str(folder), "--quiet"]) == 2
@@ -123,7 +123,7 @@ def test_cli_analyse_runs_and_refuses_bad_names(tmp_path, capsys):
 
 
 def test_analyses_reuse_the_weights_their_run_kept(tmp_path):
-    from vitcf.study import plan_run, trained_path
+    from vitcf.engine.study import plan_run, trained_path
 
     kept = run("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "swept", progress=False)  # with its curve
     plan = plan_run("smoke", "lora", {"r": 8}, seed=0, results_dir=tmp_path / "swept", forgetting_steps=())

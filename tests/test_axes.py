@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from vitcf import axes
-from vitcf.presets import get_preset
+from vitcf.book import axes
+from vitcf.engine.presets import get_preset
 
 FAMILIES = {"Full": ("full", "standard", {}), "Top-3": ("top_k", "standard", {"k": 3}),
             "Linear": ("linear", "standard", {}), "LoRA r=8": ("lora", "LoRA", {"r": 8}),
@@ -199,7 +199,7 @@ def test_the_budget_note_reads_the_benchmark_record(tmp_path):
 def test_with_per_query_correctness_a_close_claim_is_inconclusive_and_the_note_says_so():
     import numpy as np
 
-    from vitcf.uncertainty import pack
+    from vitcf.base.uncertainty import pack
 
     def hits(accuracy, seed):
         out = np.zeros(2000, dtype=bool)

@@ -7,8 +7,9 @@ import torch
 from huggingface_hub import constants
 
 import vitcf
-from vitcf import backbones, records
-from vitcf.checkpoints import CheckpointError, save_state_dict
+from vitcf.model import backbones
+from vitcf.engine import records
+from vitcf.model.checkpoints import CheckpointError, save_state_dict
 
 
 @pytest.mark.parametrize("name", ["micro", "mini"])
@@ -103,7 +104,7 @@ def test_shipped_weights_missing_says_how_to_regenerate(monkeypatch, tmp_path):
 
 def _ship(folder, seed=3):
     """A stand-in mini backbone with the card that `vitcf pretrain` writes beside it (only the sha256 matters)."""
-    from vitcf.checkpoints import save_state_dict, sha256
+    from vitcf.model.checkpoints import save_state_dict, sha256
 
     torch.manual_seed(seed)
     source = vitcf.create_backbone("mini")
@@ -121,7 +122,7 @@ def test_shipped_weights_can_live_elsewhere(monkeypatch, tmp_path):
 
 
 def test_shipped_weights_that_differ_from_their_card_are_refused(monkeypatch, tmp_path):
-    from vitcf.checkpoints import save_state_dict, sha256
+    from vitcf.model.checkpoints import save_state_dict, sha256
 
     _, weights = _ship(tmp_path)
     expected = sha256(weights)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from vitcf.paper import PAPER_BATCH, PAPER_ROWS, PAPER_STEPS
-from vitcf.presets import get_preset
+from vitcf.base.paper import PAPER_BATCH, PAPER_ROWS, PAPER_STEPS
+from vitcf.engine.presets import get_preset
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "paper_speed.py"

@@ -5,7 +5,7 @@ are drawn) and builds this checkout's book with `jupyter-book build . -W -n --ke
 temporary folder, with VITCF_RESULTS pointing at the records and VITCF_BOOK_PRESET=smoke. The tests
 check that the pages show exactly the records' numbers, then open the mini-study page in headless
 Chromium (Debian's package, driven by Playwright): the charts must draw offline with no console
-error, and moving the w slider must re-rank the methods exactly as vitcf.plots.rank_methods does.
+error, and moving the w slider must re-rank the methods exactly as vitcf.book.plots.rank_methods does.
 """
 
 import contextlib
@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from vitcf import axes, evidence, findings, plots, ranges, records, report
-from vitcf.analyses import run_analyses
-from vitcf.presets import get_preset
-from vitcf.records import read_records, records_frame
-from vitcf.study import execute, run
-from vitcf.sweep import grid_key, grid_keys, plan_sweep
+from vitcf.book import axes, evidence, findings, plots, ranges, report
+from vitcf.engine import records
+from vitcf.engine.analyses import run_analyses
+from vitcf.engine.presets import get_preset
+from vitcf.engine.records import read_records, records_frame
+from vitcf.engine.study import execute, run
+from vitcf.engine.sweep import grid_key, grid_keys, plan_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -271,7 +272,7 @@ def listen(page, requests: list) -> list:
 @contextlib.contextmanager
 def offline_page(html: Path, path: Path):
     """`path` open in headless Chromium; afterwards, assert it logged no console error and requested
-    nothing from the network (the theme's own slips are mended by vitcf.bookext and _config.yml)."""
+    nothing from the network (the theme's own slips are mended by vitcf.book.bookext and _config.yml)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -24,8 +24,8 @@ from test_book import (
     text_of,
 )
 
-from vitcf import axes, plots, report
-from vitcf.backbones import weights_dir
+from vitcf.book import axes, plots, report
+from vitcf.model.backbones import weights_dir
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "mini"

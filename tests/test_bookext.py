@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from vitcf import bookext
+from vitcf.book import bookext
 
 
 class Script:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vitcf import data
-from vitcf.data import (
+from vitcf.engine import data
+from vitcf.engine.data import (
     DATASETS,
     DatasetUnavailableError,
     ImageSet,

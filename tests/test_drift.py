@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vitcf import create_backbone, make_method
-from vitcf.drift import drift, linear_cka, stream_positions
-from vitcf.study import run
+from vitcf.engine.drift import drift, linear_cka, stream_positions
+from vitcf.engine.study import run
 
 
 def test_linear_cka_is_invariant_to_rotation_and_scale_and_detects_change():
@@ -57,7 +57,7 @@ def test_runs_record_where_they_drifted(tmp_path):
 def test_drift_chart_draws_from_records(tmp_path):
     import vl_convert as vlc
 
-    from vitcf import plots
+    from vitcf.book import plots
 
     runs = [run("smoke", m, h, 0, results_dir=tmp_path, progress=False, forgetting_steps=())
             for m, h in (("linear", {}), ("block_expansion", {"p": 2}))]

@@ -7,13 +7,14 @@ import pytest
 from huggingface_hub import constants
 
 import vitcf
-from vitcf import backbones, records
-from vitcf.checkpoints import save_state_dict
-from vitcf.cli import main
-from vitcf.paper import PAPER_ROWS
-from vitcf.presets import PRESETS, get_preset
-from vitcf.study import plan_run
-from vitcf.train import TrainConfig, lr_factor
+from vitcf.model import backbones
+from vitcf.engine import records
+from vitcf.model.checkpoints import save_state_dict
+from vitcf.engine.cli import main
+from vitcf.base.paper import PAPER_ROWS
+from vitcf.engine.presets import PRESETS, get_preset
+from vitcf.engine.study import plan_run
+from vitcf.engine.train import TrainConfig, lr_factor
 
 
 def test_schedule_warms_up_linearly_then_decays_by_cosine():
@@ -167,8 +168,8 @@ def test_cli_run_bad_arguments(tmp_path, capsys, argv, message):
 def test_cli_knows_every_method_hyperparameter():
     import dataclasses
 
-    from vitcf.cli import HPARAM_OPTIONS
-    from vitcf.methods import METHODS
+    from vitcf.engine.cli import HPARAM_OPTIONS
+    from vitcf.model.methods import METHODS
 
     fields = {f.name for cls in METHODS.values() for f in dataclasses.fields(cls)}
     assert fields == set(HPARAM_OPTIONS)

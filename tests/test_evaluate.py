@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vitcf
-from vitcf.evaluate import (
+from vitcf.engine.evaluate import (
     KNN_KS,
     KNN_TEMPERATURE,
     accuracy,

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitcf import evidence
-from vitcf.uncertainty import FAILS, HOLDS, INCONCLUSIVE, pack
+from vitcf.book import evidence
+from vitcf.base.uncertainty import FAILS, HOLDS, INCONCLUSIVE, pack
 
 QUERIES = 2000
 FAMILY = {"Full": "standard", "Linear": "standard", "LoRA r=8": "LoRA", "LoRA r=4": "LoRA",
@@ -117,7 +117,7 @@ def test_the_ten_step_drop_is_judged_against_the_abstract_share():
 def test_the_claims_table_is_three_way_where_records_carry_correctness():
     import pandas as pd
 
-    from vitcf import findings, report
+    from vitcf.book import findings, report
 
     knn = {"Full": 70, "Linear": 80, "LoRA r=4": 70, "LoRA r=8": 72, "Block exp. p=2": 79}
     new = {"Full": 90, "Linear": 30, "LoRA r=4": 90, "LoRA r=8": 60, "Block exp. p=2": 70}
@@ -147,7 +147,7 @@ def test_a_gap_between_two_configurations_has_a_paired_interval():
 
 
 def test_the_design_note_gives_each_axis_gap_its_interval():
-    from vitcf import findings
+    from vitcf.book import findings
 
     runs = [record("LoRA r=4", 0, 70, 50), record("LoRA r=8", 1, 69.5, 50)]  # unrelated sets of right queries
     frame = pd.DataFrame([{"axis": "LoRA: rank r", "value": 4, "series": "q, v (paper)", "label": "LoRA r=4",

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-import vitcf.sweep
-from vitcf import records
-from vitcf.cli import main
-from vitcf.executors import ExecutorConfig, make_executor, parse_gpus, slurm_parameters
-from vitcf.study import run as run_inline
-from vitcf.sweep import claim, claim_is_stale, plan_sweep, read_claim, release, sweep
+import vitcf.engine.sweep
+from vitcf.engine import records
+from vitcf.engine.cli import main
+from vitcf.engine.executors import ExecutorConfig, make_executor, parse_gpus, slurm_parameters
+from vitcf.engine.study import run as run_inline
+from vitcf.engine.sweep import claim, claim_is_stale, plan_sweep, read_claim, release, sweep
 
 # `make test` distributes by file (--dist loadfile): these real-job tests share one worker.
 
@@ -55,7 +55,7 @@ def test_local_jobs_fail_are_killed_resume_and_skip(tmp_path, failing_notebook, 
     write_claim(runs["lora_r8_seed0"].lock)  # held by this live process: another sweep is running it
 
     # 1. the CLI, two local jobs at once, LoRA r=4 failing in its notebook: exit code 1
-    monkeypatch.setattr(vitcf.sweep, "sweep", functools.partial(sweep, notebook=failing_notebook))
+    monkeypatch.setattr(vitcf.engine.sweep, "sweep", functools.partial(sweep, notebook=failing_notebook))
     argv = ["sweep", "--preset", "smoke", "--only", "linear", "LoRA r=4", "LoRA r=8", "--results-dir", str(folder),
             "--quiet", "--executor", "local", "--jobs", "2"]
     assert main(argv) == 1
@@ -214,7 +214,7 @@ def test_vitcf_imports_submitit_only_inside_functions():
                 yield child.module or ""
             yield from imports_at_import_time(child)
 
-    package = Path(vitcf.sweep.__file__).parent
+    package = Path(vitcf.engine.sweep.__file__).parent
     found = {path.name: name for path in package.glob("*.py")
              for name in imports_at_import_time(ast.parse(path.read_text())) if name.split(".")[0] == "submitit"}
     assert found == {}
@@ -263,7 +263,7 @@ def test_local_cpu_jobs_share_the_cores_out(monkeypatch):
 def test_one_direction_between_the_sweep_and_its_executors():
     """records, claims < runner < executors < sweep: no module imports one that sits above it."""
     layers = ["records", "claims", "runner", "executors", "sweep"]
-    package = Path(vitcf.sweep.__file__).parent
+    package = Path(vitcf.engine.sweep.__file__).parent
 
     def imported(name):
         tree = ast.parse((package / f"{name}.py").read_text())

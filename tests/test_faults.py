@@ -40,13 +40,14 @@ import pytest
 import torch
 
 import vitcf
-import vitcf.sweep
-from vitcf import backbones, records
-from vitcf.checkpoints import save_state_dict, sha256
-from vitcf.claims import claim, release
-from vitcf.cli import main
-from vitcf.executors import ExecutorConfig
-from vitcf.sweep import NOTEBOOK, sweep
+import vitcf.engine.sweep
+from vitcf.model import backbones
+from vitcf.engine import records
+from vitcf.model.checkpoints import save_state_dict, sha256
+from vitcf.engine.claims import claim, release
+from vitcf.engine.cli import main
+from vitcf.engine.executors import ExecutorConfig
+from vitcf.engine.sweep import NOTEBOOK, sweep
 
 LEDGER = {"faults injected": 0, "runs recovered": 0, "records lost": 0}
 
@@ -104,7 +105,7 @@ def faulty_notebook(tmp_path: Path, source: str) -> Path:
     return path
 
 
-# A hook on the kernel's fsync of one record's temporary file (vitcf.records.write_json fsyncs it
+# A hook on the kernel's fsync of one record's temporary file (vitcf.engine.records.write_json fsyncs it
 # before renaming it into place): the moment a record is being written.
 ON_RECORD_FSYNC = '''
 import os as _os
@@ -116,11 +117,11 @@ def _on_record_fsync(fd, _run=RUN, _then=THEN):
 _os.fsync = _on_record_fsync
 '''
 
-# A hook on the kernel's write of one record (vitcf.records.write_json of <RUN>.json): `THEN` gets the
+# A hook on the kernel's write of one record (vitcf.engine.records.write_json of <RUN>.json): `THEN` gets the
 # real write_json, the path and the data, and decides what happens around the write.
 ON_RECORD_WRITE = '''
 import os as _os
-import vitcf.records as _records
+import vitcf.engine.records as _records
 def _on_record_write(path, data, _run=RUN, _then=THEN, _write=_records.write_json):
     if _os.path.basename(str(path)) == _run + ".json":
         return _then(_write, path, data)
@@ -298,7 +299,7 @@ def test_broken_records_a_full_disk_and_a_dead_kernel_cost_nothing_recorded(smal
     notebook = faulty_notebook(tmp_path, source)
     fault(2)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vitcf.sweep, "sweep", functools.partial(sweep, notebook=notebook))
+        patch.setattr(vitcf.engine.sweep, "sweep", functools.partial(sweep, notebook=notebook))
         assert main(command) == 1
     out = capsys.readouterr().out
     assert int(filled.read_text()) > 0 and not filler.exists()  # the disk was filled, then freed
@@ -427,7 +428,7 @@ def test_corrupted_weights_are_refused_naming_the_file_and_both_hashes(tmp_path,
 # --- bad input and unreadable caches: refused or healed before compute is wasted ---------------------
 
 def test_a_diverging_run_fails_naming_step_loss_and_rate_and_records_nothing(tmp_path, monkeypatch, capsys):
-    from vitcf import train
+    from vitcf.engine import train
 
     fault()
     real = train.train_step
@@ -460,7 +461,7 @@ def test_no_record_holds_nan_or_an_infinity(tmp_path):
 def test_a_folder_it_cannot_write_fails_before_the_baseline_probe(tmp_path, monkeypatch, capsys):
     import tempfile
 
-    from vitcf import study
+    from vitcf.engine import study
 
     fault()
 
@@ -475,7 +476,7 @@ def test_a_folder_it_cannot_write_fails_before_the_baseline_probe(tmp_path, monk
 
 
 def test_an_unreadable_baseline_cache_is_moved_aside_and_made_again(tmp_path, capsys):
-    from vitcf.study import cached_baseline
+    from vitcf.engine.study import cached_baseline
 
     fault(2)
     folder = tmp_path / "smoke"
@@ -499,7 +500,7 @@ def test_an_unreadable_baseline_cache_is_moved_aside_and_made_again(tmp_path, ca
 def test_ctrl_c_in_a_local_sweep_cancels_its_job_frees_its_claim_and_exits_130(tmp_path, monkeypatch, capsys):
     import types
 
-    import vitcf.executors as executors
+    import vitcf.engine.executors as executors
 
     fault()
     folder = tmp_path / "results"
@@ -521,14 +522,14 @@ def test_ctrl_c_in_a_local_sweep_cancels_its_job_frees_its_claim_and_exits_130(t
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
-    import vitcf.cli
+    import vitcf.engine.cli
 
     fault()
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(vitcf.cli, "_params", interrupted)
+    monkeypatch.setattr(vitcf.engine.cli, "_params", interrupted)
     assert main(["params"]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("vitcf params: interrupted;") and "Traceback" not in err

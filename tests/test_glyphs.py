@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vitcf import data, glyphs
-from vitcf.glyphs import ALPHABET, GlyphConfig
+from vitcf.engine import data, glyphs
+from vitcf.engine.glyphs import ALPHABET, GlyphConfig
 
 FONTS = {
     "dejavu": ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf"),

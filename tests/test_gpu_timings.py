@@ -70,7 +70,7 @@ def test_without_a_gpu_it_refuses_and_points_at_smoke(tmp_path, capsys, monkeypa
 
 
 def test_the_reproducibility_note_reads_a_gpu_record_and_says_when_there_is_none(tmp_path):
-    from vitcf import report
+    from vitcf.book import report
 
     assert "No GPU timing of the mini commands is recorded" in report.gpu_timings_note(tmp_path)
     folder = tmp_path / "benchmarks" / "results"

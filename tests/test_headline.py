@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from vitcf import headline, report
-from vitcf.uncertainty import pack
+from vitcf.book import headline, report
+from vitcf.base.uncertainty import pack
 
 QUERIES = 2000
 

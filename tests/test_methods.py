@@ -9,8 +9,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 import vitcf
-from vitcf.methods.lora import SplitQKV
-from vitcf.params import count_trainable, trainable_names
+from vitcf.model.methods.lora import SplitQKV
+from vitcf.model.params import count_trainable, trainable_names
 
 D, C, DEPTH = 32, 10, 12  # the micro backbone's width, our head width, depth
 BLOCK = 12 * D * D + 13 * D  # qkv 3d^2+3d, proj d^2+d, fc1 4d^2+4d, fc2 4d^2+d, two norms 4d
@@ -303,6 +303,6 @@ def test_a_headless_backbone_is_rejected(micro, method):
      ("linear", {}, ["frozen"] * 12)],
 )
 def test_methods_figure_shows_the_real_trainable_sets(method, hparams, expected):
-    from vitcf.diagrams import _block_states
+    from vitcf.book.diagrams import _block_states
 
     assert _block_states(method, hparams, "micro") == expected

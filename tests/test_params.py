@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from vitcf.cli import main
-from vitcf.paper import PAPER_ROWS
-from vitcf.params import parse_count, paper_table, summary_count
+from vitcf.engine.cli import main
+from vitcf.base.paper import PAPER_ROWS
+from vitcf.model.params import parse_count, paper_table, summary_count
 
 D, CLASSES, DEPTH = 768, 100, 12
 BLOCK = 12 * D * D + 13 * D  # 7,087,872
@@ -80,7 +80,7 @@ def test_composition_names_the_parts(table):
 
 def test_cli_json_has_the_documented_keys():
     out = subprocess.run(
-        [sys.executable, "-m", "vitcf.cli", "params", "--format", "json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "vitcf.engine.cli", "params", "--format", "json"], capture_output=True, text=True, check=True
     ).stdout
     rows = json.loads(out)
     assert len(rows) == len(PAPER_ROWS)

@@ -10,12 +10,12 @@ import pytest
 import vl_convert as vlc
 from matplotlib.collections import PathCollection
 
-from vitcf import plots, report
-from vitcf.methods import make_method
-from vitcf.paper import PAPER_ROWS
-from vitcf.params import parse_count
-from vitcf.records import read_records, records_frame
-from vitcf.study import run
+from vitcf.book import plots, report
+from vitcf.model.methods import make_method
+from vitcf.base.paper import PAPER_ROWS
+from vitcf.model.params import parse_count
+from vitcf.engine.records import read_records, records_frame
+from vitcf.engine.study import run
 
 BASELINE = 50.0
 HEAD_BASELINE = 60.0

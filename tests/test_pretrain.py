@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import vitcf
-from vitcf import backbones
-from vitcf.checkpoints import sha256
-from vitcf.cli import main
-from vitcf.data import load_dataset
-from vitcf.pretrain import (
+from vitcf.model import backbones
+from vitcf.model.checkpoints import sha256
+from vitcf.engine.cli import main
+from vitcf.engine.data import load_dataset
+from vitcf.engine.pretrain import (
     DINO,
     QUALITY_BAR,
     checkpoint_path,
@@ -111,7 +111,7 @@ def test_bad_pretraining_settings(preset, overrides, message):
 
 
 def test_a_diverging_pretraining_stops_naming_the_epoch_and_rate_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    import vitcf.pretrain as module
+    import vitcf.engine.pretrain as module
 
     real = module.DINOLoss.forward
     monkeypatch.setattr(module.DINOLoss, "forward", lambda self, *a, **kw: real(self, *a, **kw) * float("nan"))
@@ -135,13 +135,13 @@ def test_cli_pretrain_rejects_bad_output_and_preset(tmp_path, capsys):
 # The real command in a child process, slowed after each checkpoint so the test can kill it there.
 SLOW_CHILD = """
 import sys, time
-import vitcf.pretrain as p
+import vitcf.engine.pretrain as p
 save = p.save_checkpoint
 def slow(path, state):
     save(path, state)
     time.sleep(60)
 p.save_checkpoint = slow
-from vitcf.cli import main
+from vitcf.engine.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -198,7 +198,7 @@ def test_the_card_reports_pixels_curve_and_verdict():
 
 
 def test_set_parses_typed_overrides(capsys):
-    from vitcf.cli import parse_settings
+    from vitcf.engine.cli import parse_settings
 
     assert parse_settings(["base_lr=0.001", "teacher_momentum=[0.99,1.0]", "local-views=4", "dataset=x"]) == [
         ("base_lr", 0.001), ("teacher_momentum", (0.99, 1.0)), ("local_views", 4), ("dataset", "x")]

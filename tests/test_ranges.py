@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from vitcf import domains, findings, plots, ranges
-from vitcf.records import records_frame
+from vitcf.book import domains, findings, plots, ranges
+from vitcf.engine.records import records_frame
 
 BASE = {"knn": {"20": 80.0}, "linear_head": 78.0, "instance": {"20": 30.0},
         "levels": {"random_init": {"knn": {"20": 60.0}, "linear_head": 50.0, "instance": {"20": 3.0}},

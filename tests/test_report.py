@@ -1,15 +1,15 @@
-"""The book's reading of the records (vitcf.report) and the discussion's evidence (vitcf.findings)."""
+"""The book's reading of the records (vitcf.book.report) and the discussion's evidence (vitcf.book.findings)."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from vitcf import findings, report
-from vitcf.paper import DINO_VITB16_KNN, PAPER_ROWS
-from vitcf.presets import get_preset
-from vitcf.records import records_frame, write_json
-from vitcf.study import run
+from vitcf.book import findings, report
+from vitcf.base.paper import DINO_VITB16_KNN, PAPER_ROWS
+from vitcf.engine.presets import get_preset
+from vitcf.engine.records import records_frame, write_json
+from vitcf.engine.study import run
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,8 @@ def test_load_study_reads_one_presets_records(smoke_results, monkeypatch):
 
 def test_a_page_shows_only_its_grids_runs(tmp_path, monkeypatch):
     """Core, design and a run with a changed schedule share the preset's folder; each page shows its own."""
-    from vitcf.study import execute, plan_run
-    from vitcf.sweep import plan_sweep
+    from vitcf.engine.study import execute, plan_run
+    from vitcf.engine.sweep import plan_sweep
 
     folder = tmp_path / "smoke"
     for plan in [plan_run("smoke", "linear", {}, 0, results_dir=folder, forgetting_steps=()),
@@ -158,7 +158,7 @@ def test_the_backbone_section_says_plainly_how_good_the_weights_are():
     good = card(knn=knn | {"pretrained": {"20": 88.5}}, quality_bar=bar | {"met": True, "stretch_met": True})
     assert report.backbone_note(good).endswith("That meets the project's bar of 85.0%.")
     assert "stretch goal of 88.0% met" in report.provenance(good).loc["quality bar", ""]
-    from vitcf import plots
+    from vitcf.book import plots
 
     assert list(plots.pretrain_curve_frame(weak)["knn"]) == [60.0, 70.0]
     spec = plots.pretrain_curve_chart(weak).to_dict()
@@ -326,7 +326,7 @@ def test_early_forgetting_reads_the_linear_head_where_the_curves_have_it():
 
 
 def test_the_design_note_reads_each_axis():
-    from vitcf import plots
+    from vitcf.book import plots
 
     frame = pd.DataFrame([{"axis": "Top-k: blocks trained k", "value": k, "series": "-", "new_domain_accuracy": 60 + k,
                            "pretrain_knn": 50 - 2 * k} for k in (1, 2, 3, 4)])

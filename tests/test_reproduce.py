@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vitcf.study import execute, plan_from_record, plan_run
+from vitcf.engine.study import execute, plan_from_record, plan_run
 
 REPO = Path(__file__).resolve().parent.parent
 REPRODUCE_TOLERANCE = 0.5

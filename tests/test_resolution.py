@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from vitcf import resolution
-from vitcf.data import ImageSet, at_source_size, check_source_size
-from vitcf.evidence import NEW_DOMAIN
-from vitcf.presets import get_preset
-from vitcf.study import plan_from_record, plan_run
-from vitcf.sweep import grid_keys, plan_sweep
-from vitcf.uncertainty import FAILS, HOLDS, INCONCLUSIVE, pack
+from vitcf.book import resolution
+from vitcf.engine.data import ImageSet, at_source_size, check_source_size
+from vitcf.book.evidence import NEW_DOMAIN
+from vitcf.engine.presets import get_preset
+from vitcf.engine.study import plan_from_record, plan_run
+from vitcf.engine.sweep import grid_keys, plan_sweep
+from vitcf.base.uncertainty import FAILS, HOLDS, INCONCLUSIVE, pack
 
 SMOKE = get_preset("smoke")
 QUERIES = 400
@@ -66,7 +66,7 @@ def test_the_resolution_grid_runs_every_family_at_each_lower_size_and_passes_the
 
 
 def test_a_smoke_run_trains_on_the_downsampled_domain_and_records_its_size(tmp_path):
-    from vitcf.study import execute
+    from vitcf.engine.study import execute
 
     record = execute(plan_run("smoke", "linear", source_size=4, results_dir=tmp_path), progress=False)
     assert record["config"]["preset"]["source_size"] == 4

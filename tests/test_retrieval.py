@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from vitcf.data import ImageSet
-from vitcf.evaluate import knn_accuracy
-from vitcf.retrieval import InstanceProbe, first_instances, instance_views
+from vitcf.engine.data import ImageSet
+from vitcf.engine.evaluate import knn_accuracy
+from vitcf.engine.retrieval import InstanceProbe, first_instances, instance_views
 
 
 def source(n=30, size=16):

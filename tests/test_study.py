@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 
-from vitcf import data, records
-from vitcf.cli import main
-from vitcf.data import FASHION_MNIST_CLASSES
-from vitcf.paper import PAPER_ROWS
-from vitcf.params import count_trainable
-from vitcf.presets import PRESETS, get_preset
-from vitcf.study import build_model, execute, make_probe, plan_run, run
+from vitcf.engine import data, records
+from vitcf.engine.cli import main
+from vitcf.engine.data import FASHION_MNIST_CLASSES
+from vitcf.base.paper import PAPER_ROWS
+from vitcf.model.params import count_trainable
+from vitcf.engine.presets import PRESETS, get_preset
+from vitcf.engine.study import build_model, execute, make_probe, plan_run, run
 
 RECORD_KEYS = {"schema", "run", "preset", "method", "family", "label", "hparams", "seed", "trainable_params",
                "config", "metrics", "timings", "environment", "checkpoint", "history"}
@@ -186,7 +186,7 @@ def test_every_probe_is_taken_with_its_reference_levels_and_the_full_probe_at_th
 
 
 def test_the_positive_control_is_a_grid_of_its_own():
-    from vitcf.sweep import plan_sweep
+    from vitcf.engine.sweep import plan_sweep
 
     runs = plan_sweep("smoke", grid="control", results_dir="/tmp/vitcf-control-plan", device="cpu")
     assert [(r.point.method, r.plan.train.lr) for r in runs] == [("full", 0.15), ("reinit", 0.005)]
@@ -197,7 +197,7 @@ def test_the_positive_control_is_a_grid_of_its_own():
 
 
 def test_records_carry_per_query_correctness_and_a_refitted_head(tmp_path):
-    from vitcf.uncertainty import unpack
+    from vitcf.base.uncertainty import unpack
 
     record = run("smoke", "full", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=(0, 3))
     metrics, base = record["metrics"], records.read_json(tmp_path / "baseline.json")
@@ -222,7 +222,7 @@ def test_records_carry_per_query_correctness_and_a_refitted_head(tmp_path):
 
 
 def test_records_keep_paths_inside_the_checkout_relative_to_it(tmp_path):
-    from vitcf import records
+    from vitcf.engine import records
 
     inside = records.REPO / "vitcf" / "weights" / "mini.safetensors"
     assert records.portable(inside) == "vitcf/weights/mini.safetensors"
@@ -232,8 +232,8 @@ def test_records_keep_paths_inside_the_checkout_relative_to_it(tmp_path):
 
 
 def test_a_run_started_from_another_folder_writes_where_the_book_reads(tmp_path, monkeypatch):
-    from vitcf import records
-    from vitcf.study import plan_run
+    from vitcf.engine import records
+    from vitcf.engine.study import plan_run
 
     monkeypatch.chdir(tmp_path)
     plan = plan_run("smoke", "linear", {}, 0)

@@ -10,12 +10,12 @@ import json
 import nbformat
 import pytest
 
-import vitcf.sweep
-from vitcf import records
-from vitcf.cli import main
-from vitcf.methods import make_method
-from vitcf.presets import AXIS_RATES, DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, get_preset
-from vitcf.sweep import NOTEBOOK, grid_key, grid_keys, plan_sweep, select_points, sweep
+import vitcf.engine.sweep
+from vitcf.engine import records
+from vitcf.engine.cli import main
+from vitcf.model.methods import make_method
+from vitcf.engine.presets import AXIS_RATES, DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, get_preset
+from vitcf.engine.sweep import NOTEBOOK, grid_key, grid_keys, plan_sweep, select_points, sweep
 
 ONLY = ["linear", "LoRA r=4"]
 NAMES = ["linear_seed0", "lora_r4_seed0"]
@@ -36,7 +36,7 @@ def test_a_failed_run_is_isolated_then_resumed_then_skipped(tmp_path, failing_no
     (folder / "linear_seed0.ipynb").write_text("{")  # an interrupted earlier attempt: no record
 
     # 1. the CLI, with LoRA failing in its notebook: Linear still completes, the exit code says 1
-    monkeypatch.setattr(vitcf.sweep, "sweep", functools.partial(sweep, notebook=failing_notebook))
+    monkeypatch.setattr(vitcf.engine.sweep, "sweep", functools.partial(sweep, notebook=failing_notebook))
     assert main(["sweep", "--preset", "smoke", "--only", *ONLY, "--results-dir", str(folder), "--quiet"]) == 1
     out = capsys.readouterr().out
     error_path = folder / "lora_r4_seed0.error.json"
@@ -56,7 +56,7 @@ def test_a_failed_run_is_isolated_then_resumed_then_skipped(tmp_path, failing_no
     assert (summary.completed, summary.skipped) == (["lora_r4_seed0"], ["linear_seed0"])
     assert not error_path.exists()
     expected = {"baseline.json", "baseline_head.safetensors"} | {f"{n}.{e}" for n in NAMES for e in ("json", "ipynb")}
-    # (weights/ holds the runs' fine-tuned tensors kept for the analyses: vitcf.study.trained_path)
+    # (weights/ holds the runs' fine-tuned tensors kept for the analyses: vitcf.engine.study.trained_path)
     assert {p.name for p in folder.iterdir()} - {"weights"} == expected
     for name, method in zip(NAMES, ["linear", "lora"]):
         assert records.read_json(folder / f"{name}.json")["run"] == name

@@ -1,11 +1,11 @@
-"""vitcf.uncertainty: packed correctness, paired bootstrap intervals checked against known answers, Holm."""
+"""vitcf.base.uncertainty: packed correctness, paired bootstrap intervals checked against known answers, Holm."""
 
 import math
 
 import numpy as np
 import pytest
 
-from vitcf import uncertainty as u
+from vitcf.base import uncertainty as u
 
 N = 4_000
 

@@ -2,10 +2,10 @@
 
 from importlib import metadata as _metadata
 
-from .backbones import BACKBONES, WeightsUnavailableError, cls_features, create_backbone
-from .checkpoints import CheckpointError
-from .methods import METHODS, apply_method, make_method
-from .params import count_trainable
+from vitcf.model.backbones import BACKBONES, WeightsUnavailableError, cls_features, create_backbone
+from vitcf.model.checkpoints import CheckpointError
+from vitcf.model.methods import METHODS, apply_method, make_method
+from vitcf.model.params import count_trainable
 
 
 

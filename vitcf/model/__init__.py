@@ -1,0 +1,1 @@
+"""The model wing: backbones, fine-tuning methods, parameter accounting and checkpoints."""
