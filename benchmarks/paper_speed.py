@@ -21,7 +21,7 @@ on them) and synthetic data in the real formats, so nothing is downloaded:
    `ViTForImageClassification` of the same shape, a torchvision PIL transform pipeline
    (RandomResizedCrop + flip from 32x32 images) in a 4-worker DataLoader, fp32 with TF32;
 5. k-NN feature extraction images/s including JPEG decode: the project's ImageNet loader
-   (`vitcf.engine.data.imagenet_batches`, PIL decode in DataLoader workers) over a folder of synthetic
+   (`vitcf.engine.imagenet.imagenet_batches`, PIL decode in DataLoader workers) over a folder of synthetic
    JPEGs, and, for comparison, a GPU-decode path (`torchvision.io.decode_jpeg(device="cuda")`);
 6. the projected wall time of the whole paper grid (10 runs + ImageNet-1K k-NN evaluation).
 
@@ -60,7 +60,9 @@ from tqdm.auto import tqdm
 
 from vitcf.engine import records
 from vitcf.model.backbones import BACKBONES, create_backbone
-from vitcf.engine.data import IMAGENET_CROP, IMAGENET_RESIZE, ImageSet, batches, imagenet_batches
+from vitcf.engine.batching import batches
+from vitcf.engine.imagenet import IMAGENET_CROP, IMAGENET_RESIZE, imagenet_batches
+from vitcf.engine.sources import ImageSet
 from vitcf.engine.evaluate import accuracy, autocast, extract_features
 from vitcf.model.methods import make_method
 from vitcf.base.paper import PAPER_ROWS
@@ -695,7 +697,7 @@ def measure_evaluation(preset: Preset, settings: Settings, device: torch.device,
             "note": "read from the page cache: a cold ImageNet on disk may read slower",
         },
         "project_pipeline": {
-            "description": f"vitcf.engine.data.imagenet_batches (PIL decode, bicubic resize {IMAGENET_RESIZE}, centre "
+            "description": f"vitcf.engine.imagenet.imagenet_batches (PIL decode, bicubic resize {IMAGENET_RESIZE}, centre "
                            f"crop {IMAGENET_CROP}, {settings.eval_workers} DataLoader workers) + "
                            "vitcf.engine.evaluate.extract_features",
             "workers": settings.eval_workers, **project,
