@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import vitcf
+from vitcf.engine.sources import ImageSet
 from vitcf.engine.sweep import NOTEBOOK
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -68,3 +69,17 @@ def fake_imagenette(tmp_path):
                 pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
     return root
+
+
+def id_set(n, num_classes, labels=None):
+    """An ImageSet whose image i carries its index i in pixels (0, 0) and (0, 1), for tracking."""
+    ids = torch.arange(n)
+    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    images[:, 0, 0, 0] = ids % 256
+    images[:, 0, 0, 1] = ids // 256
+    labels = ids % num_classes if labels is None else torch.as_tensor(labels, dtype=torch.int64)
+    return ImageSet("ids", images, labels, tuple(str(c) for c in range(num_classes)))
+
+
+def ids(ds):
+    return (ds.images[:, 0, 0, 0].long() + 256 * ds.images[:, 0, 0, 1].long()).tolist()

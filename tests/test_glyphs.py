@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitcf.engine import data, glyphs
+from vitcf.engine import glyphs, sources
 from vitcf.engine.glyphs import ALPHABET, GlyphConfig
 
 FONTS = {
@@ -74,10 +74,10 @@ def test_a_low_resolution_rendering_is_upsampled_to_the_same_size_and_blurrier(f
 
 
 def test_the_dataset_loader_serves_the_glyph_domain(font_dir, monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "DATA_ROOT", tmp_path)
+    monkeypatch.setattr(sources, "DATA_ROOT", tmp_path)
     glyphs.cached_domain.cache_clear()
     monkeypatch.setattr(glyphs, "cached_domain", lambda config=SMALL: glyphs.make_domain(config))
-    train = data.load_dataset("glyphs", "train")
+    train = sources.load_dataset("glyphs", "train")
     assert train.images.dtype == torch.uint8 and train.images.shape[1:] == (1, 28, 28)
     assert train.num_classes == len(glyphs.make_domain(SMALL).classes) < len(ALPHABET)
 
@@ -87,9 +87,9 @@ def test_without_fonts_the_error_names_the_packages_and_the_variable(tmp_path, m
     with pytest.raises(glyphs.FontsUnavailableError, match="fonts-noto-core.*VITCF_FONT_DIRS"):
         glyphs.find_typefaces()
     glyphs.cached_domain.cache_clear()
-    monkeypatch.setattr(data, "DATA_ROOT", tmp_path)
-    with pytest.raises(data.DatasetUnavailableError, match="VITCF_FONT_DIRS"):
-        data.load_dataset("glyphs", "test")
+    monkeypatch.setattr(sources, "DATA_ROOT", tmp_path)
+    with pytest.raises(sources.DatasetUnavailableError, match="VITCF_FONT_DIRS"):
+        sources.load_dataset("glyphs", "test")
     glyphs.cached_domain.cache_clear()
 
 

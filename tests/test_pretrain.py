@@ -9,7 +9,7 @@ import vitcf
 from vitcf.model import backbones
 from vitcf.model.checkpoints import sha256
 from vitcf.engine.cli import main
-from vitcf.engine.data import load_dataset
+from vitcf.engine.sources import load_dataset
 from vitcf.engine.pretrain import (
     DINO,
     QUALITY_BAR,

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vitcf.book import resolution
-from vitcf.engine.data import ImageSet, at_source_size, check_source_size
+from vitcf.engine.batching import at_source_size, check_source_size
+from vitcf.engine.sources import ImageSet
 from vitcf.book.evidence import NEW_DOMAIN
 from vitcf.engine.presets import get_preset
 from vitcf.engine.study import plan_from_record, plan_run

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vitcf.engine.data import ImageSet
+from vitcf.engine.sources import ImageSet
 from vitcf.engine.evaluate import knn_accuracy
 from vitcf.engine.retrieval import InstanceProbe, first_instances, instance_views
 

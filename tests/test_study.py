@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from vitcf.engine import data, records
+from vitcf.engine import records, sources
 from vitcf.engine.cli import main
-from vitcf.engine.data import FASHION_MNIST_CLASSES
+from vitcf.engine.sources import FASHION_MNIST_CLASSES
 from vitcf.base.paper import PAPER_ROWS
 from vitcf.model.params import count_trainable
 from vitcf.engine.presets import PRESETS, get_preset
@@ -136,7 +136,7 @@ def test_paper_lite_wiring_runs_offline_on_stand_ins(tmp_path, monkeypatch, fake
     queries (val), with only the ViT-B/16 and CIFAR-100 swapped for the micro ViT and digits."""
     from conftest import IMAGENETTE_WNIDS
 
-    monkeypatch.setattr(data, "DATA_ROOT", fake_imagenette)
+    monkeypatch.setattr(sources, "DATA_ROOT", fake_imagenette)
     stand_in = dataclasses.replace(get_preset("paper-lite"), name="lite-stand-in", backbone="micro", pretrained=False,
                                    new_domain="digits", img_size=16, steps=4, batch_size=8, eval_every=2,
                                    forgetting_steps=(0, 4), knn_ks=(5,), eval_batch_size=32)

@@ -2,7 +2,7 @@
 
 A preset's resolution grid (`vitcf.engine.presets.resolution_grid`) runs the five method families of the other
 axes at their paper rates with the new domain downsampled before the input pipeline resizes it back
-(`vitcf.engine.data.at_source_size`); the core grid's runs of the same families are the native resolution.
+(`vitcf.engine.batching.at_source_size`); the core grid's runs of the same families are the native resolution.
 This module turns both into one table of drops with paired bootstrap intervals, the effect of the lower
 resolutions against the native one, a chart with a picker over the resolutions, and the sentences.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vitcf.book.axes import LABEL_COLOURS, LABELS
-from vitcf.engine.data import SIDES
+from vitcf.engine.sources import SIDES
 from vitcf.book.evidence import BEFORE, NEW_DOMAIN, REFIT, baseline_correct, run_correct
 from vitcf.book.plots import BACKGROUND, HEAD, INSTANCE, KNN
 from vitcf.engine.presets import Preset

@@ -1,1 +1,1 @@
-"""The study engine: data, training, evaluation, presets, one run, its record, sweeps and analyses."""
+"""The study engine: data, training, evaluation, presets, one run, its record, sweeps, analyses and speed measurements."""

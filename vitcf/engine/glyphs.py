@@ -376,6 +376,6 @@ def _from_state(state: dict, config: GlyphConfig) -> GlyphDomain:
 @lru_cache(maxsize=4)
 def cached_domain(config: GlyphConfig = GlyphConfig()) -> GlyphDomain:
     """`make_domain` with the on-disk cache under DATA_ROOT/vitcf-cache, kept in memory per process."""
-    from vitcf.engine import data
+    from vitcf.engine import sources
 
-    return make_domain(config, cache=data.DATA_ROOT / "vitcf-cache")
+    return make_domain(config, cache=sources.DATA_ROOT / "vitcf-cache")

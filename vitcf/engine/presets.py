@@ -32,8 +32,8 @@ class Preset:
     description: str
     backbone: str
     pretrained: bool  # False only for the smoke preset (random weights, seconds to run)
-    new_domain: str  # a vitcf.engine.data dataset name
-    pretrain_domain: str  # "imagenet" (a local folder) or a vitcf.engine.data dataset name
+    new_domain: str  # a vitcf.engine.sources dataset name
+    pretrain_domain: str  # "imagenet" (a local folder) or a vitcf.engine.sources dataset name
     img_size: int
     finetune_mean: tuple[float, ...]  # input normalisation while fine-tuning
     finetune_std: tuple[float, ...]

@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 from vitcf.engine import records
 from vitcf.model.backbones import create_backbone, get_spec, weights_dir
 from vitcf.model.checkpoints import CheckpointError, atomic_path, save_state_dict, sha256
-from vitcf.engine.data import ImageSet, batches, load_dataset, match_channels, normalize, random_resized_crop_flip
+from vitcf.engine.batching import batches, match_channels, normalize, random_resized_crop_flip
+from vitcf.engine.sources import ImageSet, load_dataset
 from vitcf.engine.evaluate import autocast, extract_features, knn_accuracy
 from vitcf.model.methods.base import check_int, check_number
 from vitcf.engine.train import DivergedError, input_transform, lr_factor

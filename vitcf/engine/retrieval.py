@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vitcf.engine.data import ImageSet
+from vitcf.engine.sources import ImageSet
 
 
 @dataclass(frozen=True)

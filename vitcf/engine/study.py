@@ -21,8 +21,9 @@ import torch
 from vitcf.engine import records
 from vitcf.model.backbones import create_backbone, get_spec, pretrained_weights_path
 from vitcf.model.checkpoints import CheckpointError, load_into, read_metadata, read_state_dict, save_state_dict, save_tensors, sha256
-from vitcf.engine.data import (ImageSet, at_source_size, batches, check_imagenet, check_source_size, holdout_split,
-                   imagenet_batches, load_dataset)
+from vitcf.engine.batching import at_source_size, batches, check_source_size, holdout_split
+from vitcf.engine.imagenet import check_imagenet, imagenet_batches
+from vitcf.engine.sources import ImageSet, load_dataset
 from vitcf.engine.retrieval import first_instances, instance_views
 from vitcf.engine.drift import drift
 from vitcf.engine.evaluate import (

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitcf.engine.data import ImageSet, batches, match_channels, normalize, random_resized_crop_flip, resize
+from vitcf.engine.batching import batches, match_channels, normalize, random_resized_crop_flip, resize
+from vitcf.engine.sources import ImageSet
 from vitcf.engine.evaluate import accuracy, autocast
 from vitcf.model.methods.base import check_int
 

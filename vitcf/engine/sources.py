@@ -1,19 +1,16 @@
-"""Data: the study's image datasets as uint8 tensors, batching, and on-device augmentation.
+"""Data sources: the study's image datasets loaded into memory as uint8 tensors (`ImageSet`), and their registry.
 
-The small datasets (Fashion-MNIST, scikit-learn's digits, CIFAR-10/100) fit in memory, so they are
-loaded whole into an `ImageSet` of uint8 images. Keeping them uint8 (4x smaller than float32) lets
-a run move a whole dataset to the GPU once and do cropping, flipping, resizing and normalisation
-there, batch by batch, with no DataLoader in the loop. The same code runs on the CPU.
-
-ImageNet-1K (the pre-training domain, used for the forgetting measurement) is too large for that:
-`imagenet_batches` streams it from an ImageFolder tree with DINO's k-NN evaluation preprocessing.
+The small datasets (Fashion-MNIST, scikit-learn's digits, the glyph domain, CIFAR-10/100) fit in memory,
+so they are loaded whole into an `ImageSet` of uint8 images. Keeping them uint8 (4x smaller than float32)
+lets a run move a whole dataset to the GPU once and do cropping, flipping, resizing and normalisation
+there, batch by batch (`vitcf.engine.batching`), with no DataLoader in the loop.
 
 The image-file datasets (Imagenette, DTD, Food-101, Flowers-102) have images of many sizes: they
 are decoded once into an `ImageSet` at DINO's evaluation size and that tensor is cached under
 `DATA_ROOT/vitcf-cache/` (delete it to decode again). Otherwise only torchvision's own downloads
 write files (under `DATA_ROOT`). A dataset that cannot be obtained raises `DatasetUnavailableError`
 at once, saying where it looked, where it would download from and how to supply it, instead of
-hanging on a network that is not there.
+hanging on a network that is not there. ImageNet-1K is streamed from a folder instead (`vitcf.engine.imagenet`).
 """
 
 from __future__ import annotations
@@ -21,19 +18,18 @@ from __future__ import annotations
 import gzip
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vitcf.model.backbones import _unreachable
 from vitcf.model.checkpoints import atomic_path
 from vitcf.engine.glyphs import GlyphConfig
 
-# Read once, at import: monkeypatch `vitcf.engine.data.DATA_ROOT` (not the variable) to redirect later.
+# Read once, at import: monkeypatch `vitcf.engine.sources.DATA_ROOT` (not the variable) to redirect later.
 DATA_ROOT = Path(os.environ.get("VITCF_DATA") or "~/.cache/vitcf/data").expanduser()
 
 # Image-file datasets torchvision downloads: their images differ in size, so they are stored in memory
@@ -56,9 +52,7 @@ DATASETS = ("fashion_mnist", "digits", "glyphs", "cifar10", "cifar100", *FOLDER_
 # Each dataset's side in pixels as `load_dataset` gives it.
 SIDES = {"fashion_mnist": 28, "digits": 8, "glyphs": GlyphConfig().size, "cifar10": 32, "cifar100": 32,
          **{name: FOLDER_CROP for name in FOLDER_DATASETS}}
-MIN_SOURCE_SIZE = 2  # the smallest side a dataset may be downsampled to (`at_source_size`)
 SPLITS = ("train", "test")
-IMAGENET_SPLITS = ("train", "val")
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -73,12 +67,6 @@ _IDX_PREFIX = {"train": "train", "test": "t10k"}  # the file name prefix of each
 DIGITS_TEST_FRACTION = 0.3
 DIGITS_SPLIT_SEED = 0
 
-IMAGENET_ENV = "VITCF_IMAGENET"
-# DINO's k-NN evaluation preprocessing (eval_knn.py): bicubic resize of the short side, centre crop.
-IMAGENET_RESIZE = 256
-IMAGENET_CROP = 224
-_LISTED = 8  # how many offending names an error message lists
-
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset cannot be obtained here: its files are missing and cannot be downloaded."""
@@ -89,7 +77,7 @@ class ImageSet:
     """A labelled image dataset held as tensors: uint8 images (N, C, H, W), square, and int64 labels (N,).
 
     `classes[k]` names label k. The images stay uint8 wherever they live (CPU or GPU); the
-    transforms below turn batches into float32 only when they are used.
+    transforms of `vitcf.engine.batching` turn batches into float32 only when they are used.
     """
 
     name: str
@@ -436,303 +424,3 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{expected} data bytes, but it holds {len(raw) - header}"
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-# ---------------------------------------------------------------------------------------------
-# Splitting and batching
-
-
-def holdout_split(ds: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Split `ds` into (train_part, holdout_part), holding out about `fraction` of every class.
-
-    Stratified per class: round(fraction * n_c) images of class c go to the holdout, but at least
-    one and at most n_c - 1 whenever n_c >= 2, so that every class with two or more images is seen
-    in both parts (a class with a single image stays in train_part). The draw depends only on
-    `seed` and the labels; both parts keep the order of `ds`.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must lie in the open interval (0, 1), got {fraction!r}")
-    labels = ds.labels.cpu()
-    generator = torch.Generator().manual_seed(seed)
-    in_holdout = torch.zeros(len(ds), dtype=torch.bool)
-    for c in torch.unique(labels).tolist():  # sorted, so the draws happen in a fixed order
-        members = torch.nonzero(labels == c).flatten()
-        n = len(members)
-        k = min(max(round(fraction * n), 1), n - 1) if n >= 2 else 0
-        in_holdout[members[torch.randperm(n, generator=generator)[:k]]] = True
-    return ds.subset(torch.nonzero(~in_holdout).flatten()), ds.subset(torch.nonzero(in_holdout).flatten())
-
-
-def batches(
-    ds: ImageSet,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    generator: torch.Generator | None = None,
-    drop_last: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (images_uint8, labels) minibatches by indexing ds (which may already live on a GPU).
-
-    One pass is one epoch: every image appears once (all but the last incomplete batch with
-    `drop_last`). With `shuffle`, the order is a permutation drawn from `generator` (on its own
-    device, then moved to the data), so a seeded generator gives the same batches every time.
-    Arguments are checked here, at the call, not at the first `next()`.
-    """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    n = len(ds)
-    if shuffle:
-        device = generator.device if generator is not None else "cpu"
-        order = torch.randperm(n, generator=generator, device=device).to(ds.device)
-    else:
-        order = None
-    return _batches(ds, batch_size, order, drop_last)
-
-
-def _batches(ds: ImageSet, batch_size: int, order: torch.Tensor | None, drop_last: bool):
-    n = len(ds)
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        if order is None:  # contiguous slices: views, no copy
-            yield ds.images[start : start + batch_size], ds.labels[start : start + batch_size]
-        else:
-            index = order[start : start + batch_size]
-            yield ds.images[index], ds.labels[index]
-
-
-# ---------------------------------------------------------------------------------------------
-# Batch transforms (any device)
-
-
-def check_source_size(name: str, size: int | None) -> None:
-    """Raise ValueError unless `size` is None or a side `at_source_size` can bring dataset `name` down to."""
-    if size is None:
-        return
-    side = SIDES[name]
-    if not isinstance(size, int) or isinstance(size, bool) or not MIN_SOURCE_SIZE <= size < side:
-        raise ValueError(f"source size must be an integer in [{MIN_SOURCE_SIZE}, {side - 1}] for {name} "
-                         f"(its images are {side} px; leave it out for them as they are), got {size!r}")
-
-
-def at_source_size(ds: ImageSet, size: int | None, chunk: int = 1024) -> ImageSet:
-    """`ds` with every image downsampled to (size, size) (bilinear with antialiasing, back to uint8), as a
-    lower-resolution source of the same images; the input pipeline then upsamples it to the model's size.
-    None, or the set's own side, returns `ds` itself."""
-    if size is None or size == ds.size:
-        return ds
-    _check_size(size)
-    if size > ds.size:
-        raise ValueError(f"at_source_size only downsamples: {ds.name} is {ds.size} px, asked for {size}")
-    small = torch.cat([resize(ds.images[i:i + chunk], size).mul_(255).round_().to(torch.uint8)
-                       for i in range(0, len(ds), chunk)])
-    return ImageSet(ds.name, small, ds.labels, ds.classes)
-
-
-def _to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float32 in [0, 1]; floating input is taken to be in [0, 1] already."""
-    if images.dim() != 4:
-        raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        return images.float().div_(255)
-    if images.dtype.is_floating_point:
-        return images.float()
-    raise ValueError(f"images must be uint8 (0..255) or floating (0..1), got {images.dtype}")
-
-
-def _check_size(size: int) -> None:
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
-
-
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a uint8 batch to (size, size): float32 in [0, 1], bilinear with antialiasing."""
-    _check_size(size)
-    x = F.interpolate(_to_float(images), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.clamp_(0, 1)
-
-
-def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """Grey images fed to an RGB model are repeated over its channels (a view, no copy)."""
-    return x.expand(-1, channels, -1, -1) if x.shape[1] == 1 and channels != 1 else x
-
-
-def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(x - mean) / std per channel, for x of shape (B, C, H, W) or (C, H, W) and len(mean) == len(std) == C."""
-    if x.dim() not in (3, 4):
-        raise ValueError(f"expected (B, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
-    channels = x.shape[-3]
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(
-            f"mean and std need one value per channel ({channels}), got {len(mean)} and {len(std)}"
-        )
-    if any(s <= 0 for s in std):
-        raise ValueError(f"std must be positive, got {tuple(std)}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"normalize expects floating images in [0, 1] (see resize), got {x.dtype}")
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return (x - m) / s
-
-
-def random_resized_crop_flip(
-    images: torch.Tensor,
-    size: int,
-    *,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    flip: bool = True,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """A random crop of each image, resized to (size, size), flipped horizontally with probability 0.5.
-
-    Input: a uint8 batch (B, C, H, W) on any device (floating input is taken to be in [0, 1]).
-    Output: float32 (B, C, size, size) in [0, 1]. Per image, like torchvision's RandomResizedCrop:
-    the box's area is a fraction of the image's drawn uniformly from `scale`, its log aspect ratio
-    (w/h) uniformly from log(`ratio`), its position uniformly among those that fit. All images are
-    done in one vectorised call (one affine matrix per image, `affine_grid` + bilinear
-    `grid_sample`); the flip is a negative x scale. Random numbers come from `generator` (on its
-    own device, e.g. a seeded CPU generator for GPU images), so a seed fixes the result.
-
-    Where it differs from torchvision:
-    - no rejection loop (10 attempts, then a centre crop): a box wider or taller than the image is
-      clamped to the image's width or height instead, which skews its aspect ratio;
-    - box sizes and positions are continuous, not rounded to whole pixels;
-    - the box is resampled by plain bilinear interpolation, without antialiasing, so a box much
-      larger than `size` aliases (torchvision resizes with antialiasing). The study's crops are
-      upsampled (32 px images to 224, 28 to 28), where the two agree.
-    """
-    _check_size(size)
-    if not 0 < scale[0] <= scale[1]:
-        raise ValueError(f"scale must be (lo, hi) with 0 < lo <= hi, got {tuple(scale)}")
-    if not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"ratio must be (lo, hi) with 0 < lo <= hi, got {tuple(ratio)}")
-    x = _to_float(images)
-    b, _, h, w = x.shape
-    device = generator.device if generator is not None else "cpu"
-    u = torch.rand(b, 5, generator=generator, device=device, dtype=torch.float64).cpu()
-    area = (scale[0] + (scale[1] - scale[0]) * u[:, 0]) * (h * w)
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
-    box_w = torch.sqrt(area * aspect).clamp(max=w)
-    box_h = torch.sqrt(area / aspect).clamp(max=h)
-    left = (w - box_w) * u[:, 2]
-    top = (h - box_h) * u[:, 3]
-    mirror = torch.where(u[:, 4] < 0.5, -1.0, 1.0) if flip else torch.ones(b, dtype=torch.float64)
-    # affine_grid maps output coordinates in [-1, 1] (pixel edges, align_corners=False) to input
-    # ones: x_in = sx * x_out + tx, where sx is the box's share of the width and tx its centre.
-    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
-    theta[:, 0, 0] = mirror * box_w / w
-    theta[:, 0, 2] = (2 * left + box_w) / w - 1
-    theta[:, 1, 1] = box_h / h
-    theta[:, 1, 2] = (2 * top + box_h) / h - 1
-    theta = theta.to(device=x.device, dtype=torch.float32)
-    grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
-    # "border": bilinear taps half a pixel beyond the box edge repeat the edge, as interpolate does.
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.clamp_(0, 1)
-
-
-# ---------------------------------------------------------------------------------------------
-# ImageNet-1K, streamed from an ImageFolder tree
-
-
-def check_imagenet(root: str | os.PathLike | None = None) -> Path:
-    """Check that `root` (default: $VITCF_IMAGENET) is an ImageNet tree before any work starts.
-
-    Expected: root/train/ and root/val/, each with one sub-folder per class (synset names such as
-    n01440764) holding images, and the same class folders in both. The official validation archive
-    is flat (50,000 files and a label file); it must be sorted into class folders first, the layout
-    DINO's eval_knn.py reads. Returns the root as a Path.
-    """
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    if root is None:
-        if not os.environ.get(IMAGENET_ENV):
-            raise ValueError(f"no ImageNet folder given: pass root=PATH or set {IMAGENET_ENV}")
-        root = os.environ[IMAGENET_ENV]
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"ImageNet root {root} does not exist or is not a folder")
-    classes = {}
-    for split in IMAGENET_SPLITS:
-        folder = root / split
-        if not folder.is_dir():
-            raise FileNotFoundError(f"ImageNet root {root} has no {split}/ folder (expected train/ and val/)")
-        classes[split] = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
-        if not classes[split]:
-            flat = _has_image(folder, IMG_EXTENSIONS)
-            hint = " (it holds images directly: sort them into one folder per class)" if flat else ""
-            raise ValueError(f"{folder} has no class folders{hint}; expected one sub-folder per synset")
-    train, val = set(classes["train"]), set(classes["val"])
-    if train != val:
-        problems = [f"val/ has {len(val)} class folders, train/ has {len(train)}"]
-        if train - val:
-            problems.append(f"missing in val: {_listing(sorted(train - val))}")
-        if val - train:
-            problems.append(f"missing in train: {_listing(sorted(val - train))}")
-        raise ValueError(f"ImageNet root {root}: " + "; ".join(problems))
-    for split in IMAGENET_SPLITS:
-        empty = [c for c in classes[split] if not _has_image(root / split / c, IMG_EXTENSIONS)]
-        if empty:
-            raise ValueError(f"{root / split} has class folders without images: {_listing(empty)}")
-    return root
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_LISTED])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > _LISTED else "")
-
-
-def _has_image(folder: Path, extensions: tuple[str, ...]) -> bool:
-    """Whether `folder` holds at least one image file; stops at the first (a class has ~1300)."""
-    with os.scandir(folder) as entries:
-        return any(e.name.lower().endswith(extensions) and e.is_file() for e in entries)
-
-
-def imagenet_batches(
-    root: str | os.PathLike | None,
-    split: str,
-    batch_size: int,
-    *,
-    num_workers: int = 8,
-    limit: int | None = None,
-):
-    """Stream ImageNet split `split` ("train" or "val") as (uint8 images (B, 3, 224, 224), int64 labels).
-
-    Preprocessing is DINO's k-NN evaluation: bicubic resize of the short side to 256, centre crop
-    224, no normalisation (done later on the device, like the other datasets). Labels index the
-    sorted synset folders, as in torchvision's ImageFolder. `limit` keeps at most `limit` images:
-    every n-th one of the sorted file list with n = len // limit, starting at the first, which
-    spreads the subset evenly over the classes (the files are ordered by class) and is the same
-    on every call -- a smaller, deterministic k-NN memory bank.
-
-    Returns a DataLoader (re-iterable, with len()) in file order, no shuffling. The folder is
-    checked by `check_imagenet` first, at the call.
-    """
-    from torch.utils.data import DataLoader, Subset
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
-
-    if split not in IMAGENET_SPLITS:
-        raise ValueError(f"unknown ImageNet split {split!r}; allowed: {', '.join(IMAGENET_SPLITS)}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    root = check_imagenet(root)
-    transform = transforms.Compose([
-        transforms.Resize(IMAGENET_RESIZE, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(IMAGENET_CROP),
-        transforms.PILToTensor(),
-    ])  # fmt: skip
-    dataset = ImageFolder(str(root / split), transform=transform)
-    if limit is not None and limit < len(dataset):
-        step = len(dataset) // limit
-        dataset = Subset(dataset, range(0, step * limit, step))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )

@@ -1,3 +1,5 @@
+"""vitcf.engine.sources: the registry, each loader (IDX files, digits, CIFAR, image-file datasets) and `ImageSet`."""
+
 import gzip
 import pickle
 from collections import Counter
@@ -7,21 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vitcf.engine import data
-from vitcf.engine.data import (
-    DATASETS,
-    DatasetUnavailableError,
-    ImageSet,
-    batches,
-    check_imagenet,
-    holdout_split,
-    imagenet_batches,
-    load_dataset,
-    normalize,
-    random_resized_crop_flip,
-    read_idx,
-    resize,
-)
+from conftest import id_set, ids
+from vitcf.engine import sources
+from vitcf.engine.sources import DATASETS, DatasetUnavailableError, ImageSet, load_dataset, read_idx
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -51,26 +41,12 @@ def write_fashion_folder(folder, n=20, suffix=".gz", seed=0):
     return out
 
 
-def id_set(n, num_classes, labels=None):
-    """An ImageSet whose image i carries its index i in pixels (0, 0) and (0, 1), for tracking."""
-    ids = torch.arange(n)
-    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
-    images[:, 0, 0, 0] = ids % 256
-    images[:, 0, 0, 1] = ids // 256
-    labels = ids % num_classes if labels is None else torch.as_tensor(labels, dtype=torch.int64)
-    return ImageSet("ids", images, labels, tuple(str(c) for c in range(num_classes)))
-
-
-def ids(ds):
-    return (ds.images[:, 0, 0, 0].long() + 256 * ds.images[:, 0, 0, 1].long()).tolist()
-
-
 @pytest.fixture
 def offline(monkeypatch):
     """Simulate a machine without a network, and make sure torchvision never tries to download."""
     from torchvision.datasets import CIFAR10, FashionMNIST
 
-    monkeypatch.setattr(data, "_unreachable", lambda url, timeout=3.0: "simulated: no route to host")
+    monkeypatch.setattr(sources, "_unreachable", lambda url, timeout=3.0: "simulated: no route to host")
 
     def no_download(self):
         raise AssertionError("a download was attempted although the host is unreachable")
@@ -98,7 +74,7 @@ def test_unknown_name_or_split_names_the_allowed_values(name, split):
 # Fashion-MNIST and IDX files
 
 debian = pytest.mark.skipif(
-    not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+    not (sources.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
     reason="Debian's dataset-fashion-mnist is not installed",
 )
 
@@ -106,13 +82,13 @@ debian = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def fashion_train():
     with pytest.MonkeyPatch.context() as mp:  # read Debian's files even where the variable is set
-        mp.delenv(data.FASHION_MNIST_ENV, raising=False)
+        mp.delenv(sources.FASHION_MNIST_ENV, raising=False)
         yield load_dataset("fashion_mnist", "train")
 
 
 @debian
 def test_fashion_mnist_from_debian_files(fashion_train, monkeypatch):
-    monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
+    monkeypatch.delenv(sources.FASHION_MNIST_ENV, raising=False)
     test = load_dataset("fashion_mnist", "test")
     for ds, n in ((fashion_train, 60000), (test, 10000)):
         assert ds.images.shape == (n, 1, 28, 28) and ds.images.dtype == torch.uint8
@@ -180,7 +156,7 @@ def test_read_idx_rejects_truncated_gzip(tmp_path):
 def test_fashion_mnist_search_order(tmp_path, monkeypatch):
     from_root = write_fashion_folder(tmp_path / "root", n=20, suffix="", seed=1)
     from_env = write_fashion_folder(tmp_path / "env", n=30, seed=2)
-    monkeypatch.setenv(data.FASHION_MNIST_ENV, str(tmp_path / "env"))
+    monkeypatch.setenv(sources.FASHION_MNIST_ENV, str(tmp_path / "env"))
     ds = load_dataset("fashion_mnist", "train", root=tmp_path / "root")
     assert torch.equal(ds.images[:, 0], torch.from_numpy(from_root["train"][0]))
     assert ds.labels.tolist() == from_root["train"][1].tolist()
@@ -200,9 +176,9 @@ def test_fashion_mnist_malformed_files_are_reported_not_skipped(tmp_path, monkey
 
 
 def test_fashion_mnist_falls_back_to_torchvision_layout(tmp_path, monkeypatch, offline):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
-    monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
-    monkeypatch.setattr(data, "DATA_ROOT", tmp_path / "cache")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.delenv(sources.FASHION_MNIST_ENV, raising=False)
+    monkeypatch.setattr(sources, "DATA_ROOT", tmp_path / "cache")
     arrays = write_fashion_folder(tmp_path / "cache" / "FashionMNIST" / "raw", n=10, suffix="")
     ds = load_dataset("fashion_mnist", "test")
     assert ds.images.shape == (10, 1, 28, 28)
@@ -211,9 +187,9 @@ def test_fashion_mnist_falls_back_to_torchvision_layout(tmp_path, monkeypatch, o
 
 @pytest.mark.parametrize("download", [True, False])
 def test_fashion_mnist_offline_error_says_where_and_how(tmp_path, monkeypatch, offline, download):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
-    monkeypatch.setenv(data.FASHION_MNIST_ENV, str(tmp_path / "no-env"))
-    monkeypatch.setattr(data, "DATA_ROOT", tmp_path / "cache")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setenv(sources.FASHION_MNIST_ENV, str(tmp_path / "no-env"))
+    monkeypatch.setattr(sources, "DATA_ROOT", tmp_path / "cache")
     with pytest.raises(DatasetUnavailableError) as err:
         load_dataset("fashion_mnist", "train", download=download)
     message = str(err.value)
@@ -317,7 +293,7 @@ def test_cifar_failed_download_is_wrapped(tmp_path, monkeypatch):
 
     from torchvision.datasets import CIFAR10
 
-    monkeypatch.setattr(data, "_unreachable", lambda url, timeout=3.0: None)
+    monkeypatch.setattr(sources, "_unreachable", lambda url, timeout=3.0: None)
 
     def failing(self):
         raise URLError("connection reset")
@@ -328,7 +304,7 @@ def test_cifar_failed_download_is_wrapped(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# ImageSet, holdout_split, batches
+# ImageSet
 
 
 def test_imageset_checks_and_moves():
@@ -351,268 +327,6 @@ def test_imageset_checks_and_moves():
         ImageSet("x", ds.images, ds.labels[:5], ds.classes)
 
 
-def test_holdout_split_is_stratified_disjoint_and_seeded():
-    # Class 0: 50 images, class 1: 20, class 2: 2, class 3: 1.
-    labels = [0] * 50 + [1] * 20 + [2] * 2 + [3]
-    ds = id_set(len(labels), 4, labels)
-    train, held = holdout_split(ds, 0.2, seed=3)
-    assert sorted(ids(train) + ids(held)) == list(range(len(labels)))  # a partition
-    assert held.labels.bincount(minlength=4).tolist() == [10, 4, 1, 0]
-    assert train.labels.bincount(minlength=4).tolist() == [40, 16, 1, 1]
-    assert ids(train) == sorted(ids(train)) and ids(held) == sorted(ids(held))  # order of ds kept
-    # Each image keeps its label.
-    assert all(ds.labels[i] == lab for i, lab in zip(ids(held), held.labels.tolist()))
-    again = holdout_split(ds, 0.2, seed=3)[1]
-    assert ids(again) == ids(held)
-    assert ids(holdout_split(ds, 0.2, seed=4)[1]) != ids(held)
-
-
-def test_holdout_split_keeps_every_class_on_both_sides_for_extreme_fractions():
-    ds = id_set(30, 3)  # 10 per class
-    for fraction in (0.01, 0.99):
-        train, held = holdout_split(ds, fraction, seed=0)
-        assert set(train.labels.tolist()) == set(held.labels.tolist()) == {0, 1, 2}
-
-
-@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
-def test_holdout_split_rejects_bad_fraction(fraction):
-    with pytest.raises(ValueError, match=r"\(0, 1\)"):
-        holdout_split(id_set(10, 2), fraction, seed=0)
-
-
-def test_batches_cover_each_index_once_per_epoch():
-    ds = id_set(103, 5)
-    generator = torch.Generator().manual_seed(0)
-    epochs = []
-    for _ in range(2):
-        order = []
-        for images, labels in batches(ds, 10, shuffle=True, generator=generator):
-            assert images.dtype == torch.uint8 and len(images) == len(labels) <= 10
-            batch_ids = ids(ImageSet("b", images, labels, ds.classes))
-            assert labels.tolist() == [i % 5 for i in batch_ids]  # images and labels stay paired
-            order += batch_ids
-        assert sorted(order) == list(range(103))
-        epochs.append(order)
-    assert epochs[0] != epochs[1] and epochs[0] != list(range(103))
-    # Same seed, same batches.
-    replay = [ids(ImageSet("b", x, y, ds.classes)) for x, y in
-              batches(ds, 10, shuffle=True, generator=torch.Generator().manual_seed(0))]  # fmt: skip
-    assert sum(replay, []) == epochs[0]
-
-
-def test_batches_in_order_and_drop_last():
-    ds = id_set(25, 2)
-    sizes = [len(x) for x, _ in batches(ds, 10, shuffle=False)]
-    assert sizes == [10, 10, 5]
-    assert sum((ids(ImageSet("b", x, y, ds.classes)) for x, y in batches(ds, 10, shuffle=False)), []) == list(
-        range(25)
-    )
-    assert [len(x) for x, _ in batches(ds, 10, shuffle=True, drop_last=True)] == [10, 10]
-    with pytest.raises(ValueError, match="batch_size"):
-        batches(ds, 0, shuffle=False)  # raised at the call, not at the first next()
-
-
-# ---------------------------------------------------------------------------------------------
-# transforms
-
-
-@pytest.fixture
-def batch():
-    return torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-
-
-def test_random_resized_crop_flip_shape_range_and_seed(batch):
-    out = random_resized_crop_flip(batch, 24, generator=torch.Generator().manual_seed(1))
-    assert out.shape == (6, 3, 24, 24) and out.dtype == torch.float32
-    assert 0 <= float(out.min()) and float(out.max()) <= 1
-    same = random_resized_crop_flip(batch, 24, generator=torch.Generator().manual_seed(1))
-    other = random_resized_crop_flip(batch, 24, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(out, same) and not torch.equal(out, other)
-    # Crops differ from image to image.
-    twins = random_resized_crop_flip(batch[:1].expand(6, -1, -1, -1), 24, generator=torch.Generator().manual_seed(1))
-    assert not torch.allclose(twins[0], twins[1])
-
-
-@pytest.mark.parametrize("size", [20, 40, 33])
-def test_full_box_without_flip_is_a_resize(batch, size):
-    out = random_resized_crop_flip(batch, size, scale=(1, 1), ratio=(1, 1), flip=False)
-    torch.testing.assert_close(out, resize(batch, size), atol=1e-5, rtol=0)
-    if size == 20:
-        torch.testing.assert_close(out, batch.float() / 255, atol=1e-6, rtol=0)
-
-
-def test_flip_mirrors_each_image(batch):
-    images = batch.repeat(4, 1, 1, 1)  # 24 distinct-ish images, 6 different ones
-    out = random_resized_crop_flip(images, 20, scale=(1, 1), ratio=(1, 1), generator=torch.Generator().manual_seed(0))
-    plain = images.float() / 255
-    flipped = plain.flip(-1)
-    is_plain = [torch.allclose(o, p, atol=1e-6) for o, p in zip(out, plain)]
-    is_flipped = [torch.allclose(o, f, atol=1e-6) for o, f in zip(out, flipped)]
-    assert all(a != b for a, b in zip(is_plain, is_flipped))  # each is exactly one of the two
-    assert 3 <= sum(is_flipped) <= 21  # about half flipped (24 fair coins)
-
-
-def test_crop_box_follows_scale_and_ratio():
-    # Channel 0 ramps along x, channel 1 along y, by 4 grey levels per pixel.
-    ramp = torch.arange(64, dtype=torch.uint8) * 4
-    image = torch.stack([ramp.expand(64, 64), ramp[:, None].expand(64, 64)]).unsqueeze(0).repeat(8, 1, 1, 1)
-    # area 1/4 of 64x64 with w/h = 4: a 64 x 16 box; on a 32 x 32 output one step is 2 px in x, 0.5 px in y.
-    generator = torch.Generator().manual_seed(0)
-    out = random_resized_crop_flip(image, 32, scale=(0.25, 0.25), ratio=(4, 4), generator=generator)
-    dx = out[:, 0, :, 2:-2].diff(dim=-1)
-    dy = out[:, 1, 2:-2, :].diff(dim=-2)
-    step = 4 / 255
-    torch.testing.assert_close(dx.abs(), torch.full_like(dx, 2 * step), atol=1e-5, rtol=0)
-    torch.testing.assert_close(dy, torch.full_like(dy, 0.5 * step), atol=1e-5, rtol=0)
-    assert out[:, 0].diff(dim=-2).abs().max() < 1e-6 and out[:, 1].diff(dim=-1).abs().max() < 1e-6
-    # A square box of 1/4 the area: half the image's side, at a position inside the image.
-    out = random_resized_crop_flip(image, 32, scale=(0.25, 0.25), ratio=(1, 1), flip=False,
-                                   generator=torch.Generator().manual_seed(0))  # fmt: skip
-    dx = out[:, 0, :, 2:-2].diff(dim=-1)
-    torch.testing.assert_close(dx, torch.full_like(dx, step), atol=1e-5, rtol=0)
-    starts = out[:, 0, 0, 0] * 255 / 4  # x of the first sample, in input pixels
-    assert starts.min() >= 0 and starts.max() <= 32
-    assert starts.std() > 1  # positions vary
-
-
-def test_random_resized_crop_flip_rejects_bad_arguments(batch):
-    with pytest.raises(ValueError, match="scale"):
-        random_resized_crop_flip(batch, 8, scale=(0.5, 0.1))
-    with pytest.raises(ValueError, match="ratio"):
-        random_resized_crop_flip(batch, 8, ratio=(0, 1))
-    with pytest.raises(ValueError, match="size"):
-        random_resized_crop_flip(batch, 0)
-
-
-def test_resize_is_antialiased_and_keeps_constants():
-    constant = torch.full((2, 1, 24, 24), 51, dtype=torch.uint8)
-    out = resize(constant, 7)
-    assert out.shape == (2, 1, 7, 7) and out.dtype == torch.float32
-    torch.testing.assert_close(out, torch.full_like(out, 0.2))
-    # A one-pixel checkerboard shrunk 3x: antialiasing averages it; plain bilinear would pick 0s and 1s.
-    yy, xx = torch.meshgrid(torch.arange(24), torch.arange(24), indexing="ij")
-    board = (((yy + xx) % 2) * 255).to(torch.uint8)[None, None]
-    small = resize(board, 8)
-    assert 0.3 < float(small.min()) and float(small.max()) < 0.7
-
-
-def test_normalize_per_channel():
-    x = torch.ones(2, 3, 4, 4) * torch.tensor([0.5, 0.25, 1.0]).view(1, 3, 1, 1)
-    out = normalize(x, (0.5, 0.5, 0.5), (0.5, 0.25, 0.25))
-    torch.testing.assert_close(out[:, :, 0, 0], torch.tensor([[0.0, -1.0, 2.0]] * 2))
-    torch.testing.assert_close(normalize(x[0], (0.5,) * 3, (0.5,) * 3), (x[0] - 0.5) / 0.5)
-    with pytest.raises(ValueError, match="one value per channel"):
-        normalize(x, (0.5,), (0.5,))
-    with pytest.raises(ValueError, match="positive"):
-        normalize(x, (0.5,) * 3, (0.5, 0.0, 0.5))
-
-
-# ---------------------------------------------------------------------------------------------
-# ImageNet folders
-
-SYNSETS = ("n00000001", "n00000002", "n00000003")
-COLOURS = ((255, 0, 0), (0, 200, 0), (10, 20, 250))
-
-
-@pytest.fixture
-def imagenet(tmp_path):
-    """A tiny ImageNet tree: 3 classes, 2 images each (a large and a small one) per split."""
-    root = tmp_path / "imagenet"
-    for split in ("train", "val"):
-        for synset, colour in zip(SYNSETS, COLOURS):
-            folder = root / split / synset
-            folder.mkdir(parents=True)
-            Image.new("RGB", (300, 260), colour).save(folder / "a.png")
-            # The first class's small image is grayscale (white), as a few ImageNet JPEGs are.
-            small = Image.new("L", (50, 40), 255) if synset == SYNSETS[0] else Image.new("RGB", (50, 40), colour)
-            small.save(folder / "b.png")
-    return root
-
-
-def test_imagenet_good_folder_streams_dino_preprocessing(imagenet, monkeypatch):
-    assert check_imagenet(imagenet) == imagenet
-    monkeypatch.setenv(data.IMAGENET_ENV, str(imagenet))
-    loader = imagenet_batches(None, "val", 4, num_workers=0)
-    got = list(loader)
-    assert [tuple(x.shape) for x, _ in got] == [(4, 3, 224, 224), (2, 3, 224, 224)]
-    assert all(x.dtype == torch.uint8 for x, _ in got)
-    images = torch.cat([x for x, _ in got])
-    labels = torch.cat([y for _, y in got])
-    assert labels.tolist() == [0, 0, 1, 1, 2, 2]
-    expected = torch.tensor([COLOURS[0], (255, 255, 255), COLOURS[1], COLOURS[1], COLOURS[2], COLOURS[2]])
-    centre = images[:, :, 112, 112].int()
-    assert (centre - expected).abs().max() <= 1  # grayscale is converted to RGB
-
-
-def test_imagenet_limit_takes_every_nth_image(imagenet):
-    loader = imagenet_batches(imagenet, "train", 8, num_workers=2, limit=3)
-    (images, labels), = list(loader)
-    assert images.shape == (3, 3, 224, 224) and labels.tolist() == [0, 1, 2]
-    assert len(list(imagenet_batches(imagenet, "train", 8, num_workers=0, limit=100))[0][1]) == 6
-
-
-def test_imagenet_missing_val(imagenet):
-    import shutil
-
-    shutil.rmtree(imagenet / "val")
-    with pytest.raises(FileNotFoundError, match="no val/ folder") as err:
-        check_imagenet(imagenet)
-    assert str(imagenet) in str(err.value)
-
-
-def test_imagenet_mismatched_classes(imagenet):
-    import shutil
-
-    shutil.rmtree(imagenet / "val" / SYNSETS[2])
-    (imagenet / "val" / "n09999999").mkdir()
-    with pytest.raises(ValueError) as err:
-        imagenet_batches(imagenet, "val", 2)  # checked at the call
-    message = str(err.value)
-    assert "val/ has 3 class folders, train/ has 3" in message
-    assert f"missing in val: {SYNSETS[2]}" in message and "missing in train: n09999999" in message
-
-
-def test_imagenet_empty_and_flat_folders(tmp_path, imagenet):
-    empty = tmp_path / "empty"
-    (empty / "train").mkdir(parents=True)
-    (empty / "val").mkdir()
-    with pytest.raises(ValueError, match="has no class folders"):
-        check_imagenet(empty)
-    Image.new("RGB", (8, 8)).save(empty / "train" / "x.JPEG")
-    with pytest.raises(ValueError, match="holds images directly"):
-        check_imagenet(empty)
-    for path in (imagenet / "val" / SYNSETS[1]).iterdir():
-        path.unlink()
-    with pytest.raises(ValueError, match=f"without images: {SYNSETS[1]}"):
-        check_imagenet(imagenet)
-
-
-def test_imagenet_root_errors(tmp_path, monkeypatch):
-    monkeypatch.delenv(data.IMAGENET_ENV, raising=False)
-    with pytest.raises(ValueError, match="VITCF_IMAGENET"):
-        check_imagenet(None)
-    with pytest.raises(FileNotFoundError, match="does not exist") as err:
-        check_imagenet(tmp_path / "nope")
-    assert "nope" in str(err.value)
-    with pytest.raises(ValueError, match="'test'.*train, val"):
-        imagenet_batches(tmp_path, "test", 2)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_gpu_data_with_a_cpu_generator_matches_cpu(batch):
-    ds = id_set(50, 5).to("cuda")
-    got = [ids(ImageSet("b", x, y, ds.classes)) for x, y in
-           batches(ds, 8, shuffle=True, generator=torch.Generator().manual_seed(0))]  # fmt: skip
-    want = [ids(ImageSet("b", x, y, ("",) * 5)) for x, y in
-            batches(ds.to("cpu"), 8, shuffle=True, generator=torch.Generator().manual_seed(0))]  # fmt: skip
-    assert got == want
-    on_gpu = random_resized_crop_flip(batch.cuda(), 24, generator=torch.Generator().manual_seed(0))
-    on_cpu = random_resized_crop_flip(batch, 24, generator=torch.Generator().manual_seed(0))
-    assert on_gpu.device.type == "cuda"
-    torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=0)
-    torch.testing.assert_close(resize(batch.cuda(), 7).cpu(), resize(batch, 7), atol=1e-4, rtol=0)
-
-
 # ---------------------------------------------------------------------------------------------
 # image-file datasets (Imagenette, DTD, Food-101, Flowers-102): torchvision's copy, decoded and cached
 
@@ -622,14 +336,15 @@ def test_imagenette_is_decoded_as_dino_evaluates_then_cached(fake_imagenette):
 
     train = load_dataset("imagenette", "train", root=fake_imagenette, download=False)
     test = load_dataset("imagenette", "test", root=fake_imagenette, download=False)  # Imagenette's val split
-    assert train.images.shape == (15, 3, data.FOLDER_CROP, data.FOLDER_CROP) and train.images.dtype == torch.uint8
+    side = sources.FOLDER_CROP
+    assert train.images.shape == (15, 3, side, side) and train.images.dtype == torch.uint8
     assert len(test) == 6 and train.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
     assert train.classes == tuple(IMAGENETTE_WNIDS.values())
     # The same pixels as DINO's evaluation transform applied by hand to the first file.
     from PIL import Image
 
     first = sorted((fake_imagenette / "imagenette2-320" / "train" / "n01440764").iterdir())[0]
-    assert torch.equal(train.images[0], data.folder_transform()(Image.open(first)))
+    assert torch.equal(train.images[0], sources.folder_transform()(Image.open(first)))
     # The cache is what later loads read: with the JPEGs gone, the same tensors come back.
     import shutil
 
@@ -638,13 +353,13 @@ def test_imagenette_is_decoded_as_dino_evaluates_then_cached(fake_imagenette):
     assert torch.equal(again.images, train.images) and again.classes == train.classes
 
 
-@pytest.mark.parametrize("name", sorted(data.FOLDER_DATASETS))
+@pytest.mark.parametrize("name", sorted(sources.FOLDER_DATASETS))
 def test_image_file_datasets_offline_name_the_dataset_the_folder_and_the_source(tmp_path, monkeypatch, name):
-    monkeypatch.setattr(data, "_unreachable", lambda url, timeout=3.0: "simulated: no route to host")
+    monkeypatch.setattr(sources, "_unreachable", lambda url, timeout=3.0: "simulated: no route to host")
     root = tmp_path / "empty"
     with pytest.raises(DatasetUnavailableError) as err:
         load_dataset(name, "train", root=root)
     message = str(err.value)
-    url = data.FOLDER_DATASETS[name][3]
+    url = sources.FOLDER_DATASETS[name][3]
     assert repr(name) in message and str(root) in message and url in message and "simulated" in message
     assert not (root / "vitcf-cache").exists()  # nothing half-written
