@@ -234,7 +234,7 @@ def test_vitcf_imports_submitit_only_inside_functions():
     (["--jobs", "2", "--time", "5"], "options --jobs, --time do not apply to --executor inline; its options: none"),
     (["--executor", "slurm"], "--executor slurm needs --time"),
     (["--executor", "slurm", "--time", "60", "--partition", "gpu;rm -rf"], "not a SLURM partition name; allowed"),
-    (["--executor", "slurm", "--time", "60", "--mem-gb", "0"], "--mem-gb must be a number of GB > 0, got 0.0"),
+    (["--executor", "slurm", "--time", "60", "--mem-gb", "0"], "--mem-gb must be a finite number > 0, got 0.0"),
     (["--executor", "slurm", "--time", "60", "--device", "cpu"], "idle; for CPU jobs pass --gpus-per-job 0"),
     (["--executor", "slurm", "--time", "60", "--device", "cuda:1"], "--gpus-per-job 1; allowed: cuda, cuda:0$"),
     (["--executor", "slurm", "--time", "60"], "sbatch and srun not found on PATH"),  # no SLURM on this machine

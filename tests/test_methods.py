@@ -268,12 +268,12 @@ def test_lora_init_is_seeded(micro):
         ("top_k", {"k": 13}, r"top_k: k=13 exceeds the model's depth; allowed: 1..12"),
         ("lora", {"r": 0}, r"lora: r must be an integer >= 1, got 0"),
         ("lora", {"r": 2.5}, r"lora: r must be an integer >= 1, got 2.5"),
-        ("lora", {"alpha": 0}, r"lora: alpha must be > 0"),
+        ("lora", {"alpha": 0}, r"lora: alpha must be a finite number > 0.0, got 0"),
         ("lora", {"dropout": 1.0}, r"lora: dropout must be a number in \[0.0, 1.0\), got 1.0"),
-        ("lora", {"target": "qkvo"}, r"lora: target='qkvo' is not allowed; allowed: qv, qkv, all"),
+        ("lora", {"target": "qkvo"}, r"lora: target must be one of qv, qkv, all, got 'qkvo'"),
         ("block_expansion", {"p": 5}, r"p=5 does not divide the model's depth 12.*allowed: 1, 2, 3, 4, 6, 12"),
         ("block_expansion", {"p": -1}, r"block_expansion: p must be an integer >= 1, got -1"),
-        ("block_expansion", {"placement": "middle"}, r"placement='middle' is not allowed; allowed: spread, top"),
+        ("block_expansion", {"placement": "middle"}, r"placement must be one of spread, top, got 'middle'"),
         ("block_expansion", {"p": 13, "placement": "top"}, r"p=13 exceeds the model's depth; allowed: 1..12"),
         ("surgical", {"block": 12}, r"surgical: block=12 is not a block of this model; allowed: 0..11"),
         ("surgical", {"block": -1}, r"surgical: block must be an integer >= 0, got -1"),
@@ -287,6 +287,22 @@ def test_bad_input_raises_a_clear_error(micro, method, hparams, message):
     # Errors surface before the model is touched.
     assert model.state_dict().keys() == before.keys()
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_every_hyperparameter_states_its_range_or_the_method_is_refused():
+    from dataclasses import dataclass
+
+    from vitcf.model.methods.base import METHODS, Method, register
+
+    @dataclass(frozen=True)
+    class Unstated(Method):
+        name = "unstated"
+        family = "standard"
+        width: int = 4
+
+    with pytest.raises(TypeError, match="method 'unstated': hyperparameters width state no range"):
+        register(Unstated)
+    assert "unstated" not in METHODS
 
 
 @pytest.mark.parametrize("method", ["full", "top_k", "linear", "lora", "block_expansion"])

@@ -38,7 +38,7 @@ def test_downsampling_keeps_labels_and_blurs_to_the_asked_side():
 
 @pytest.mark.parametrize("size", [1, 8, 9, 2.5, True])
 def test_a_source_size_outside_the_datasets_range_is_refused_naming_it(size):
-    with pytest.raises(ValueError, match=r"\[2, 7\] for digits .*got"):
+    with pytest.raises(ValueError, match=r"source size for digits .* must be an integer in \[2, 7\], got"):
         check_source_size("digits", size)
     with pytest.raises(ValueError, match="source size"):
         plan_run("smoke", "linear", source_size=size)

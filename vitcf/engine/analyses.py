@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from vitcf.base.checks import IntRange, NumberRange, check_each
 from vitcf.engine import records
 from vitcf.engine.study import build_model, new_domain_accuracy, plan_run, probe_scores, trained_or_loaded
 
@@ -105,9 +106,7 @@ def _score(trained, plan, model: torch.nn.Module) -> dict:
 
 def _check_alphas(alphas) -> tuple[float, ...]:
     alphas = tuple(alphas)
-    bad = [a for a in alphas if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1]
-    if not alphas or bad:
-        raise ValueError(f"interpolation: alphas must be numbers in [0, 1], got {list(alphas) if not bad else bad}")
+    check_each("interpolation: alphas", alphas, NumberRange(0, 1), nonempty=True)
     return tuple(sorted(set(float(a) for a in alphas)))
 
 
@@ -173,8 +172,7 @@ def run_analyses(preset: str, *, only=None, seeds=(0,), results_dir=None, device
     if unknown or not wanted:
         raise ValueError(f"unknown analysis {unknown or wanted!r}; allowed: {', '.join(ANALYSES)}")
     seeds = list(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"seeds must be integers >= 0, got {seeds}")
+    check_each("seeds", seeds, IntRange(0), nonempty=True)
     jobs = [(name, method, hparams, seed) for seed in seeds for name, method, hparams in default_plan(preset)
             if name in wanted]
     plans = [(name, plan_run(preset, method, hparams, seed, results_dir=results_dir, device=device,

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from vitcf.base.checks import check_int
 from vitcf.engine.sources import SIDES, ImageSet
 
 MIN_SOURCE_SIZE = 2  # the smallest side a dataset may be downsampled to (`at_source_size`)
@@ -89,9 +90,8 @@ def check_source_size(name: str, size: int | None) -> None:
     if size is None:
         return
     side = SIDES[name]
-    if not isinstance(size, int) or isinstance(size, bool) or not MIN_SOURCE_SIZE <= size < side:
-        raise ValueError(f"source size must be an integer in [{MIN_SOURCE_SIZE}, {side - 1}] for {name} "
-                         f"(its images are {side} px; leave it out for them as they are), got {size!r}")
+    check_int(f"source size for {name} (its images are {side} px; leave it out for them as they are)", size,
+              MIN_SOURCE_SIZE, side - 1)
 
 
 def at_source_size(ds: ImageSet, size: int | None, chunk: int = 1024) -> ImageSet:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 
+from vitcf.base.checks import allowed_of, default_text
 from vitcf.model.methods import METHODS
 
 
@@ -25,15 +26,33 @@ def _params(args: argparse.Namespace) -> int:
 PRESET_HELP = ("smoke, mini (digits, the near domain), mini-glyphs (glyphs, the far domain), paper, paper-lite (no ImageNet needed) or paper-DOMAIN with DOMAIN one of cifar10, dtd, "
                "food101, flowers102 (see vitcf.engine.presets)")
 
-# Every method hyperparameter, as a command-line option, read from the methods' config fields (the
-# type of the field's default); the method's config validates the values.
-def _option_type(field: dataclasses.Field) -> type:
-    if field.default is not None:
-        return type(field.default)
-    return {"int": int, "float": float, "str": str}[str(field.type).split("|")[0].strip()]  # e.g. "float | None"
+def _hparam_options() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Every method hyperparameter as a command-line option: its name -> (method, config field) of each
+    method that takes it. The fields state their ranges and defaults; the method's config checks the values."""
+    options = {}
+    for method, cls in METHODS.items():
+        for field in dataclasses.fields(cls):
+            options.setdefault(field.name, []).append((method, field))
+    return options
 
 
-HPARAM_OPTIONS = {f.name: _option_type(f) for cls in METHODS.values() for f in dataclasses.fields(cls)}
+HPARAM_OPTIONS = _hparam_options()
+
+
+def hparam_help(takers: list[tuple[str, dataclasses.Field]]) -> str:
+    """Which methods take a hyperparameter, what each allows and its default: 'lora: an integer >= 1 (default 8)'."""
+    return "; ".join(f"{method}: {allowed_of(field).describe()} (default {default_text(field)})"
+                     for method, field in takers)
+
+
+def method_help() -> str:
+    """The registered methods, each with its hyperparameter options (and the positive control marked)."""
+    entries = []
+    for name, cls in METHODS.items():
+        notes = [f"--{field.name}" for field in dataclasses.fields(cls)]
+        notes += ["the positive control"] if cls.family == "control" else []
+        entries.append(f"{name} ({', '.join(notes)})" if notes else name)
+    return ", ".join(entries)
 
 
 STEPS_HELP = ("also probe the pre-training domain after these training steps (default: the preset's, e.g. mini "
@@ -168,10 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         "arguments are checked before any compute; a run whose record exists is skipped.",
     )
     run.add_argument("--preset", required=True, help=PRESET_HELP)
-    run.add_argument("--method", required=True, help=", ".join(f"{name} (the positive control)" if cls.family == "control" else name
-                                                          for name, cls in METHODS.items()))
-    for name, kind in HPARAM_OPTIONS.items():
-        run.add_argument(f"--{name}", type=kind, default=None, help=f"method hyperparameter {name}")
+    run.add_argument("--method", required=True, help=method_help())
+    hps = run.add_argument_group("method hyperparameters", "each is checked against the range its method allows "
+                                 "before any compute; left out, the method's default")
+    for name, takers in HPARAM_OPTIONS.items():
+        hps.add_argument(f"--{name}", type=allowed_of(takers[0][1]).type, default=None, help=hparam_help(takers))
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--results-dir", default=None)
     run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")

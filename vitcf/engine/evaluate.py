@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from vitcf.base.checks import check_int, check_number
 from vitcf.model.backbones import cls_features
 
 KNN_KS = (10, 20, 100, 200)  # DINO's reported k (20 is its headline number)
@@ -206,19 +207,6 @@ def _check_label_range(num_classes: int, **labels: torch.Tensor) -> None:
             )
 
 
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def _check_number(name: str, value, *, minimum: float, open_low: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > minimum if open_low else value >= minimum)
-    if not ok:
-        relation = ">" if open_low else ">="
-        raise ValueError(f"{name} must be a finite number {relation} {minimum}, got {value!r}")
-
-
 def knn_accuracy(
     bank_features: torch.Tensor,
     bank_labels: torch.Tensor,
@@ -275,11 +263,11 @@ def knn_correct(
     if len(query_features) == 0:
         raise ValueError("knn_correct got no queries")
     ks = _check_ks(ks, len(bank_features))
-    _check_number("temperature", temperature, minimum=0.0, open_low=True)
-    _check_positive_int("chunk_size", chunk_size)
+    check_number("temperature", temperature, 0.0, low_open=True)
+    check_int("chunk_size", chunk_size)
     if num_classes is None:
         num_classes = max(int(bank_labels.max()), int(query_labels.max())) + 1
-    _check_positive_int("num_classes", num_classes)
+    check_int("num_classes", num_classes)
     _check_label_range(num_classes, bank=bank_labels, query=query_labels)
 
     device = bank_features.device
@@ -362,10 +350,10 @@ def fit_linear_head(
     _check_labelled("training", features, labels)
     if len(features) == 0:
         raise ValueError("fit_linear_head got no training features")
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("epochs", epochs)
-    _check_number("lr", lr, minimum=0.0, open_low=True)
-    _check_number("weight_decay", weight_decay, minimum=0.0, open_low=False)
+    check_int("num_classes", num_classes)
+    check_int("epochs", epochs)
+    check_number("lr", lr, 0.0, low_open=True)
+    check_number("weight_decay", weight_decay, 0.0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     _check_label_range(num_classes, training=labels)

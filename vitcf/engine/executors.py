@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitcf.base.checks import check_int, check_known, check_number
 from vitcf.engine.claims import release
 from vitcf.engine.runner import (
     _ANSI,
@@ -89,8 +90,7 @@ class ExecutorConfig:
     qos: str | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in EXECUTORS:
-            raise ValueError(f"unknown executor {self.name!r}; allowed: {', '.join(EXECUTORS)}")
+        check_known("executor", self.name, EXECUTORS)
         object.__setattr__(self, "gpus", tuple(self.gpus))
         given = [f.name for f in dataclasses.fields(self)
                  if f.name != "name" and getattr(self, f.name) not in (None, ())]
@@ -101,12 +101,12 @@ class ExecutorConfig:
             raise ValueError(f"{'options' if len(misplaced) > 1 else 'option'} {flags} "
                              f"{'do' if len(misplaced) > 1 else 'does'} not apply to --executor {self.name}; "
                              f"its options: {takes}")
-        for option in ("jobs", "time_min", "cpus_per_task", "array_parallelism"):
-            _check_int(option, getattr(self, option), minimum=1)
-        _check_int("gpus_per_job", self.gpus_per_job, minimum=0)
-        if self.mem_gb is not None and (isinstance(self.mem_gb, bool) or not isinstance(self.mem_gb, (int, float))
-                                        or not self.mem_gb > 0):
-            raise ValueError(f"--mem-gb must be a number of GB > 0, got {self.mem_gb!r}")
+        lows = {"jobs": 1, "time_min": 1, "cpus_per_task": 1, "array_parallelism": 1, "gpus_per_job": 0}
+        for option, low in lows.items():
+            if getattr(self, option) is not None:
+                check_int(FLAGS[option], getattr(self, option), low)
+        if self.mem_gb is not None:
+            check_number(FLAGS["mem_gb"], self.mem_gb, 0, low_open=True)
         bad = [g for g in self.gpus if isinstance(g, bool) or not isinstance(g, int) or g < 0]
         if bad or len(set(self.gpus)) != len(self.gpus):
             raise ValueError(f"--gpus must list distinct GPU ids (integers >= 0), e.g. 0,1; got {list(self.gpus)}")
@@ -188,11 +188,6 @@ def parse_gpus(text: str | None) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise ValueError(f"--gpus takes GPU ids separated by commas, e.g. 0,1; got {text!r}") from None
-
-
-def _check_int(option: str, value: object, minimum: int) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-        raise ValueError(f"{FLAGS[option]} must be an integer >= {minimum}, got {value!r}")
 
 
 def _parse_device(device: str | None) -> tuple[str | None, int | None]:

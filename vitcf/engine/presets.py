@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from vitcf.base.checks import check_known
 from vitcf.model.backbones import IMAGENET_MEAN, IMAGENET_STD, get_spec
 from vitcf.model.methods import make_method
 from vitcf.base.paper import PAPER_BATCH, PAPER_ROWS, PAPER_STEPS
@@ -93,8 +94,7 @@ class Preset:
         """The grid points of `grid`: "core" (the paper's rows), "design" (the design space), "rates"
         (the learning-rate axis), "schedule" (the schedule-length axis), "control" (the positive control)
         or "resolution" (the new domain's source resolution as an axis)."""
-        if grid not in GRIDS:
-            raise ValueError(f"unknown grid {grid!r}; allowed: {', '.join(GRIDS)}")
+        check_known("grid", grid, GRIDS)
         return {"core": self.grid, "design": self.design, "rates": self.rates, "schedule": self.schedule,
                 "control": self.control, "resolution": self.resolution}[grid]
 
@@ -314,7 +314,5 @@ PRESETS["paper-lite"] = dataclasses.replace(
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}") from None
+    check_known("preset", name, PRESETS)
+    return PRESETS[name]

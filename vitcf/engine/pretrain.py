@@ -33,13 +33,13 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 from tqdm.auto import tqdm
 
+from vitcf.base.checks import IntRange, NumberRange, Pair, check_fields, check_known, checked
 from vitcf.engine import records
 from vitcf.model.backbones import create_backbone, get_spec, weights_dir
 from vitcf.model.checkpoints import CheckpointError, atomic_path, save_state_dict, sha256
 from vitcf.engine.batching import batches, match_channels, normalize, random_resized_crop_flip
 from vitcf.engine.sources import ImageSet, load_dataset
 from vitcf.engine.evaluate import autocast, extract_features, knn_accuracy
-from vitcf.model.methods.base import check_int, check_number
 from vitcf.engine.train import DivergedError, input_transform, lr_factor
 
 QUALITY_K = 20
@@ -48,61 +48,51 @@ QUALITY_STRETCH = 88.0
 FALLBACK_MARGIN = 15.0  # below the bar, a backbone ships only this many points above random initialisation
 
 
+# What DINO's schedules and losses can take, checked for every setting before any compute.
+_POSITIVE = IntRange(1)
+_UNIT = NumberRange(0.0, 1.0)  # [0, 1]
+_BELOW_ONE = NumberRange(0.0, 1.0, high_open=True)  # [0, 1)
+_TEMPERATURE = NumberRange(0.0, 10.0, low_open=True)
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     backbone: str
     dataset: str
-    epochs: int
-    batch_size: int
-    base_lr: float = 5e-4  # per 256 images, scaled linearly with the batch (DINO's rule)
-    min_lr: float = 1e-6
-    warmup_fraction: float = 0.1  # linear learning-rate warm-up over this share of the steps (DINO: 10 of 100 epochs)
-    weight_decay: tuple[float, float] = (0.04, 0.4)  # cosine from the first to the second
-    teacher_momentum: tuple[float, float] = (0.996, 1.0)
+    epochs: int = checked(_POSITIVE)
+    batch_size: int = checked(_POSITIVE)
+    # per 256 images, scaled linearly with the batch (DINO's rule)
+    base_lr: float = checked(NumberRange(0.0, 1.0, low_open=True), default=5e-4)
+    min_lr: float = checked(_UNIT, default=1e-6)
+    # linear learning-rate warm-up over this share of the steps (DINO: 10 of 100 epochs)
+    warmup_fraction: float = checked(_BELOW_ONE, default=0.1)
+    # cosine from the first to the second
+    weight_decay: tuple[float, float] = checked(Pair(NumberRange(0.0, 10.0)), default=(0.04, 0.4))
+    teacher_momentum: tuple[float, float] = checked(Pair(_UNIT), default=(0.996, 1.0))
     head_hidden: int = 512
     head_bottleneck: int = 64
-    head_out: int = 1024
-    teacher_temp: float = 0.04
-    student_temp: float = 0.1
-    center_momentum: float = 0.9
-    global_scale: tuple[float, float] = (0.4, 1.0)
-    local_scale: tuple[float, float] = (0.1, 0.4)
-    local_views: int = 6
-    local_size: int = 14
-    jitter: float = 0.4  # brightness and contrast factors drawn from [1 - jitter, 1 + jitter]
-    clip_grad: float = 3.0
+    head_out: int = checked(_POSITIVE, default=1024)
+    teacher_temp: float = checked(_TEMPERATURE, default=0.04)
+    student_temp: float = checked(_TEMPERATURE, default=0.1)
+    center_momentum: float = checked(_BELOW_ONE, default=0.9)
+    global_scale: tuple[float, float] = checked(Pair(_UNIT), default=(0.4, 1.0))
+    local_scale: tuple[float, float] = checked(Pair(_UNIT), default=(0.1, 0.4))
+    local_views: int = checked(IntRange(0), default=6)
+    local_size: int = checked(_POSITIVE, default=14)
+    # brightness and contrast factors drawn from [1 - jitter, 1 + jitter]
+    jitter: float = checked(_BELOW_ONE, default=0.4)
+    clip_grad: float = checked(NumberRange(0.0, 1e6, low_open=True), default=3.0)
     freeze_last_layer_epochs: int = 1
     seed: int = 0
     limit: int | None = None  # train on the first `limit` images only (smoke tests)
     knn_bank: int | None = None  # None: the whole train split is the k-NN memory bank
     knn_queries: int | None = None  # None: the whole test split is scored
-    curve_bank: int = 10_000  # the learning curve after every epoch: k-NN with the first train images as bank
-    curve_queries: int = 2_000  # ... and the first test images as queries
+    # the learning curve after every epoch: k-NN with the first train images as bank ...
+    curve_bank: int = checked(_POSITIVE, default=10_000)
+    curve_queries: int = checked(_POSITIVE, default=2_000)  # ... and the first test images as queries
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "local_size", "head_out", "curve_bank", "curve_queries"):
-            check_int("pretrain", name, getattr(self, name), minimum=1)
-        check_int("pretrain", "local_views", self.local_views, minimum=0)
-        if not (isinstance(self.warmup_fraction, (int, float)) and 0 <= self.warmup_fraction < 1):
-            raise ValueError(f"pretrain: warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
-        for name in ("weight_decay", "teacher_momentum", "global_scale", "local_scale"):
-            if not (isinstance(getattr(self, name), tuple) and len(getattr(self, name)) == 2):
-                raise ValueError(f"pretrain: {name} must be a pair [first, last], got {getattr(self, name)!r}")
-        # Every float setting finite and within what DINO's schedules and losses can take, before any compute.
-        for name, (low, high, high_open) in FLOAT_RANGES.items():
-            values = getattr(self, name)
-            for value in values if isinstance(values, tuple) else (values,):
-                check_number("pretrain", name, value, low, high, high_open)
-        if self.base_lr == 0 or self.teacher_temp == 0 or self.student_temp == 0 or self.clip_grad == 0:
-            raise ValueError("pretrain: base_lr, teacher_temp, student_temp and clip_grad must be above 0")
-
-
-# The range of every float setting of `PretrainConfig`: (low, high, whether high itself is excluded).
-FLOAT_RANGES = {"base_lr": (0.0, 1.0, False), "min_lr": (0.0, 1.0, False), "weight_decay": (0.0, 10.0, False),
-                "teacher_momentum": (0.0, 1.0, False), "teacher_temp": (0.0, 10.0, False),
-                "student_temp": (0.0, 10.0, False), "center_momentum": (0.0, 1.0, True),
-                "global_scale": (0.0, 1.0, False), "local_scale": (0.0, 1.0, False), "jitter": (0.0, 1.0, True),
-                "clip_grad": (0.0, 1e6, False)}
+        check_fields(self, "pretrain")
 
 
 PRETRAIN_PRESETS = {
@@ -119,10 +109,8 @@ PRETRAIN_PRESETS = {
 
 
 def get_pretrain_config(preset: str, **overrides) -> PretrainConfig:
-    try:
-        config = PRETRAIN_PRESETS[preset]
-    except KeyError:
-        raise ValueError(f"unknown pre-training preset {preset!r}; allowed: {', '.join(PRETRAIN_PRESETS)}") from None
+    check_known("pre-training preset", preset, PRETRAIN_PRESETS)
+    config = PRETRAIN_PRESETS[preset]
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

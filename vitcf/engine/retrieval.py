@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vitcf.base.checks import check_int
 from vitcf.engine.sources import ImageSet
 
 
@@ -35,9 +36,7 @@ class InstanceProbe:
 
     def __post_init__(self) -> None:
         for name in ("images", "views", "bank_views", "curve_images"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"InstanceProbe.{name} must be an integer >= 1, got {value!r}")
+            check_int(f"InstanceProbe.{name}", getattr(self, name))
         if not 1 <= self.bank_views < self.views:
             raise ValueError(f"InstanceProbe.bank_views must lie in [1, views - 1] = [1, {self.views - 1}], "
                              f"got {self.bank_views}")

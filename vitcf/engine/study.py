@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from vitcf.base.checks import IntRange, check_each, check_int
 from vitcf.engine import records
 from vitcf.model.backbones import create_backbone, get_spec, pretrained_weights_path
 from vitcf.model.checkpoints import CheckpointError, load_into, read_metadata, read_state_dict, save_state_dict, save_tensors, sha256
@@ -328,8 +329,7 @@ def plan_run(
     hparams = dict(hparams or {})
     spec_preset = get_preset(preset)
     config = make_method(method, **hparams)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    check_int("seed", seed, 0, MAX_SEED)
     check_source_size(spec_preset.new_domain, source_size)
     overrides = {k: v for k, v in {"steps": steps, "lr": lr, "source_size": source_size}.items() if v is not None}
     spec_preset = dataclasses.replace(spec_preset, **{k: v for k, v in overrides.items() if k != "lr"})
@@ -355,9 +355,7 @@ def plan_run(
     )
     if forgetting_steps is None:  # the preset's probes (those within a shortened schedule); () for none
         forgetting_steps = tuple(s for s in spec_preset.forgetting_steps if s <= train.steps)
-    bad = [s for s in forgetting_steps if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= train.steps]
-    if bad:
-        raise ValueError(f"forgetting steps must be integers in [0, {train.steps}], got {bad}")
+    check_each("forgetting steps", forgetting_steps, IntRange(0, train.steps))
     if paper_faithful:
         overrides["paper_faithful"] = True
     if checkpoint is not None:

@@ -17,13 +17,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vitcf.base.checks import check_int, check_number
 from vitcf.engine.batching import batches, match_channels, normalize, random_resized_crop_flip, resize
 from vitcf.engine.sources import ImageSet
 from vitcf.engine.evaluate import accuracy, autocast
-from vitcf.model.methods.base import check_int
 
 
-MAX_LR = 10.0  # far above any rate that trains (the paper's largest is 0.05); beyond it float32 steps overflow
+MAX_LR = 10  # far above any rate that trains (the paper's largest is 0.05); beyond it float32 steps overflow
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,9 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "img_size"):
-            check_int("training", name, getattr(self, name), minimum=1)
-        if not (isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps <= self.steps):
-            raise ValueError(f"training: warmup_steps must be an integer in [0, {self.steps}], got {self.warmup_steps!r}")
-        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr <= MAX_LR):
-            raise ValueError(f"training: lr must be a number in (0, {MAX_LR:g}], got {self.lr!r}")
+            check_int(f"training: {name}", getattr(self, name))
+        check_int("training: warmup_steps", self.warmup_steps, 0, self.steps)
+        check_number("training: lr", self.lr, 0, MAX_LR, low_open=True)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:

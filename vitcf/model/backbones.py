@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from vitcf.base.checks import check_int, check_known
 from vitcf.model.checkpoints import load_into, sha256
 
 if TYPE_CHECKING:
@@ -102,10 +103,8 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 def get_spec(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; allowed: {', '.join(BACKBONES)}") from None
+    check_known("backbone", name, BACKBONES)
+    return BACKBONES[name]
 
 
 def create_backbone(
@@ -120,8 +119,7 @@ def create_backbone(
     file or its hub weights; else random initialisation.
     """
     spec = get_spec(name)
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-        raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
+    check_int("num_classes", num_classes, 0)
     from timm.models.vision_transformer import VisionTransformer  # here: timm's import costs seconds
 
     model = VisionTransformer(**spec.arch, num_classes=num_classes)

@@ -1,8 +1,10 @@
-"""What every fine-tuning method shares: the registry, the config base class and argument checks.
+"""What every fine-tuning method shares: the registry and the config base class.
 
-A method is a frozen dataclass whose fields are its hyperparameters. `__post_init__` validates
-them, so a bad value fails before any model is built; `apply` prepares a model for training and
-leaves `requires_grad` set on exactly the tensors that train.
+A method is a frozen dataclass whose fields are its hyperparameters, each declared with
+`vitcf.base.checks.checked` to state its default and range once. `__post_init__` validates them
+against those ranges, so a bad value fails before any model is built (the command line reads the
+same ranges for its help); `apply` prepares a model for training and leaves `requires_grad` set on
+exactly the tensors that train.
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ from typing import ClassVar
 
 from torch import nn
 
+from vitcf.base.checks import allowed_of, check_fields, check_known
+
 METHODS: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
+    """Add method `cls` to `METHODS`; each of its hyperparameters must state its range (`checked`)."""
+    unstated = [f.name for f in dataclasses.fields(cls) if allowed_of(f) is None]
+    if unstated:
+        raise TypeError(f"method {cls.name!r}: hyperparameters {', '.join(unstated)} state no range; "
+                        f"declare them with vitcf.base.checks.checked")
     METHODS[cls.name] = cls
     return cls
 
@@ -26,6 +35,9 @@ class Method:
     name: ClassVar[str]
     family: ClassVar[str]  # the paper's grouping: "standard", "LoRA", "block expansion"
     reversible: ClassVar[bool] = False  # can `revert` give back the untouched pre-trained backbone?
+
+    def __post_init__(self):
+        check_fields(self, self.name)
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Prepare `model` (a backbone with a classifier) for training; it is modified in place."""
@@ -51,10 +63,8 @@ class Method:
 
 def make_method(name: str, **hparams) -> Method:
     """The validated config of method `name`; unknown names or hyperparameters raise ValueError."""
-    try:
-        cls = METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}") from None
+    check_known("method", name, METHODS)
+    cls = METHODS[name]
     fields = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(hparams) - set(fields))
     if unknown:
@@ -66,26 +76,6 @@ def make_method(name: str, **hparams) -> Method:
 def apply_method(model: nn.Module, method: str, **hparams) -> nn.Module:
     """Look `method` up, validate `hparams`, and return `model` ready to train."""
     return make_method(method, **hparams).apply(model)
-
-
-# --- argument checks: each names the bad value and what is allowed --------------------------------
-
-def check_int(method: str, name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{method}: {name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_number(method: str, name: str, value, low: float, high: float, high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and low <= value and (value < high if high_open else value <= high)
-    if not ok:
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{method}: {name} must be a number in [{low}, {high}{bracket}, got {value!r}")
-
-
-def check_choice(method: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{method}: {name}={value!r} is not allowed; allowed: {', '.join(map(str, choices))}")
 
 
 # --- helpers on timm VisionTransformers ----------------------------------------------------------

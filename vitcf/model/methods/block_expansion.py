@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from vitcf.model.methods.base import Method, check_choice, check_int, classifier, register, train_only
+from vitcf.base.checks import Choice, IntRange, checked
+from vitcf.model.methods.base import Method, classifier, register, train_only
 
 PLACEMENTS = ("spread", "top")
 
@@ -40,12 +41,8 @@ class BlockExpansion(Method):
     name = "block_expansion"
     family = "block expansion"
     reversible = True
-    p: int = 1
-    placement: str = "spread"
-
-    def __post_init__(self):
-        check_int(self.name, "p", self.p, minimum=1)
-        check_choice(self.name, "placement", self.placement, PLACEMENTS)
+    p: int = checked(IntRange(1), default=1)
+    placement: str = checked(Choice(PLACEMENTS), default="spread")
 
     @property
     def label(self) -> str:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from vitcf.model.methods.base import Method, check_choice, check_int, check_number, classifier, register
+from vitcf.base.checks import Choice, IntRange, NumberRange, checked
+from vitcf.model.methods.base import Method, classifier, register
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -87,20 +88,16 @@ class LoRA(Method):
     name = "lora"
     family = "LoRA"
     reversible = True
-    r: int = 8
-    alpha: float | None = None  # None: alpha = r (scale 1), as in the paper's configs
-    dropout: float = 0.0
-    target: str = "qv"
+    r: int = checked(IntRange(1), default=8)
+    # None: alpha = r (scale 1), as in the paper's configs
+    alpha: float | None = checked(NumberRange(0.0, low_open=True), default=None, default_text="r")
+    dropout: float = checked(NumberRange(0.0, 1.0, high_open=True), default=0.0)
+    target: str = checked(Choice(tuple(TARGETS)), default="qv")
 
     def __post_init__(self):
-        check_int(self.name, "r", self.r, minimum=1)
+        super().__post_init__()
         if self.alpha is None:
             object.__setattr__(self, "alpha", self.r)
-        check_number(self.name, "alpha", self.alpha, 0.0, float("inf"), high_open=True)
-        if self.alpha == 0:
-            raise ValueError(f"{self.name}: alpha must be > 0, got {self.alpha!r}")
-        check_number(self.name, "dropout", self.dropout, 0.0, 1.0, high_open=True)
-        check_choice(self.name, "target", self.target, TARGETS)
 
     @property
     def label(self) -> str:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vitcf.model.methods.base import Method, check_int, classifier, register, train_only
+from vitcf.base.checks import IntRange, checked
+from vitcf.model.methods.base import Method, classifier, register, train_only
 
 
 @register
@@ -35,10 +36,7 @@ class TopK(Method):
 
     name = "top_k"
     family = "standard"
-    k: int = 3
-
-    def __post_init__(self):
-        check_int(self.name, "k", self.k, minimum=1)
+    k: int = checked(IntRange(1), default=3)
 
     @property
     def label(self) -> str:
@@ -75,10 +73,7 @@ class Surgical(Method):
 
     name = "surgical"
     family = "standard"
-    block: int = 0
-
-    def __post_init__(self):
-        check_int(self.name, "block", self.block, minimum=0)
+    block: int = checked(IntRange(0), default=0)
 
     @property
     def label(self) -> str:  # blocks counted from 1, as every page of the book counts them
@@ -101,10 +96,7 @@ class Reinit(Method):
 
     name = "reinit"
     family = "control"
-    blocks: int = 12
-
-    def __post_init__(self):
-        check_int(self.name, "blocks", self.blocks, minimum=1)
+    blocks: int = checked(IntRange(1), default=12)
 
     @property
     def label(self) -> str:
