@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from vitcf.model.backbones import _unreachable
-from vitcf.model.checkpoints import atomic_path
+from vitcf.base.io import atomic_path
 from vitcf.engine.glyphs import GlyphConfig
 
 # Read once, at import: monkeypatch `vitcf.engine.data.DATA_ROOT` (not the variable) to redirect later.
