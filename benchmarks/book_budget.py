@@ -225,7 +225,8 @@ def main() -> int:
 
     import torch
 
-    from vitcf.engine import records
+    from vitcf.base.env import environment
+    from vitcf.base.io import write_json
     from vitcf.model.backbones import WEIGHTS_ENV, create_backbone, pretrained_weights_path
     from vitcf.model.checkpoints import save_state_dict, sha256
 
@@ -240,7 +241,7 @@ def main() -> int:
         env.pop("VITCF_BOOK_PRESET", None)
         if args.stand_in:  # with the card that `vitcf pretrain` would write (the sha256 is checked against it)
             stand_in = save_state_dict(create_backbone("mini"), tmp / "weights" / "mini.safetensors")
-            records.write_json(tmp / "weights" / "mini.json", {"weights": {"file": stand_in.name,
+            write_json(tmp / "weights" / "mini.json", {"weights": {"file": stand_in.name,
                                                                          "sha256": sha256(stand_in)}})
             env[WEIGHTS_ENV] = str(tmp / "weights")
         elif args.weights_dir:
@@ -268,9 +269,9 @@ def main() -> int:
         "target_covers": "every step" if covered is None else ", ".join(covered),
         "targeted_seconds": round(targeted, 1),
         "within_target": targeted <= target,
-        "environment": records.environment(torch.device("cpu")),
+        "environment": environment(torch.device("cpu")),
     }
-    records.write_json(out, summary)
+    write_json(out, summary)
     print(f"make {args.job} equivalent: {total:.0f} s, of which {targeted:.0f} s under the target ({target} s: "
           f"{'met' if summary['within_target'] else 'NOT met'}); record: {out}")
     return 0 if summary["within_target"] else 1

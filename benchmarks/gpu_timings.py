@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from vitcf.engine import records
+from vitcf.base import env, io
 from vitcf.engine.presets import get_preset
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,7 +56,7 @@ def time_pretrain(preset: str, device: str, scratch: Path, timeout: float, extra
                   timeout, log)
     card = out.with_suffix(".json")
     if card.is_file():
-        c = records.read_json(card)
+        c = io.read_json(card)
         entry |= {"epochs": c["config"]["epochs"], "images": c["data"]["images"],
                   "train_seconds": c["train_seconds"], "images_per_second": c["images_per_second"],
                   "knn_k20": c["knn"]["pretrained"].get("20"), "environment": c["environment"]}
@@ -82,7 +82,7 @@ def time_runs(preset: str, device: str, scratch: Path, timeout: float, log, limi
                   "includes_baseline": number == 0}  # the first run also probes the un-fine-tuned backbone
         made = sorted(folder.glob(f"{point.method}*_seed0.json"), key=lambda p: p.stat().st_mtime)
         if made and entry["status"] == "finished":
-            record = records.read_json(made[-1])
+            record = io.read_json(made[-1])
             entry |= {"label": record["label"], "timings": record["timings"],
                       "new_domain_accuracy": record["metrics"]["new_domain_accuracy"]}
         entries.append(entry)
@@ -120,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "gpu_timings", "smoke": args.smoke, "date": started, "preset": preset,
         "command": shlex.join(["python", "benchmarks/gpu_timings.py", *argv]),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "environment": records.environment(device),
+        "environment": env.environment(device),
         "pretrain": pretrain, "runs": runs,
         "note": "each command in a fresh process (start-up and data loading included); the runs fine-tune the "
                 "shipped backbone with the preset's protocol, seed 0, into a scratch folder",
     }
-    records.write_json(out, doc)
+    io.write_json(out, doc)
     for entry in (pretrain, *runs):
         print(f"{entry['wall_seconds']:8.1f} s  {entry['status']:<24} {entry['command']}", file=sys.stderr)
     print(f"written to {out}", file=sys.stderr)

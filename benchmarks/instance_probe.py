@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from vitcf.engine import records
+from vitcf.base import env, io
 from vitcf.engine.presets import get_preset
 from vitcf.engine.retrieval import InstanceProbe
 from vitcf.engine.study import PROBE_SEED, build_model, make_probe, pixel_features, scores_of, weights_source
@@ -62,8 +62,8 @@ def main() -> int:
             print(f"{images:>6} {views:>5} {row['bank']:>6} {row['raw_pixels']:>7.2f} {row['random_init']:>7.2f} "
                   f"{row['pretrained']:>8.2f} {row['pretrained_seconds']:>7.2f}")
     result = {"preset": args.preset, "k": 20, "temperature": 0.07, "chosen": dataclasses.asdict(base.instance_probe)
-              if base.instance_probe else None, "candidates": rows, "environment": records.environment(device)}
-    records.write_json(Path(args.out), result)
+              if base.instance_probe else None, "candidates": rows, "environment": env.environment(device)}
+    io.write_json(Path(args.out), result)
     print(f"written {args.out}")
     return 0
 

@@ -22,7 +22,7 @@ import torch
 
 from vitcf.model.backbones import create_backbone
 from vitcf.model.checkpoints import save_state_dict
-from vitcf.engine import records
+from vitcf.base import env, io
 from vitcf.engine.presets import get_preset
 from vitcf.engine.study import execute, plan_run
 
@@ -61,9 +61,9 @@ def main() -> int:
         "runs": rows, "total_seconds": round(total, 1), "budget_seconds": BUDGET_SECONDS,
         "weights": "random stand-in" if args.stand_in else str(checkpoint or "shipped"),
         "command": "python benchmarks/mini_budget.py " + " ".join(sys.argv[1:]),
-        "environment": records.environment(torch.device("cpu")),
+        "environment": env.environment(torch.device("cpu")),
     }
-    records.write_json(args.out, summary)
+    io.write_json(args.out, summary)
     print(json.dumps(summary, indent=2))
     print(f"total {total:.0f} s for the baseline and {len(rows)} runs; budget {BUDGET_SECONDS} s: "
           f"{'within' if total <= BUDGET_SECONDS else 'OVER'}")

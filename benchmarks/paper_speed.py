@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from vitcf.engine import records
+from vitcf.base import env, io
 from vitcf.engine.presets import get_preset
 from vitcf.engine.speed.measure import (METHODS, Settings, gpu_settings, measure_evaluation, measure_method,
                                         measure_peak, progress_bar, smoke_settings, synthetic_cifar)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": started,
         "command": shlex.join(["python", "benchmarks/paper_speed.py", *argv]),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "environment": records.environment(device),
+        "environment": env.environment(device),
         "settings": {**asdict(settings), "backbone": preset.backbone, "compile": args.compile,
                      "weights": "random init (speed does not depend on the weights)",
                      "data": "synthetic uint8 images of CIFAR's shape (3, 32, 32), random labels"},
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "projection_lite": project_lite(methods, evaluation, get_preset("paper-lite")),
     }
     doc["targets"] = judge(doc)
-    records.write_json(args.out, doc)
+    io.write_json(args.out, doc)
     print(table(doc), file=sys.stderr)
     print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     print(f"written to {args.out}", file=sys.stderr)

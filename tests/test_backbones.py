@@ -8,7 +8,7 @@ from huggingface_hub import constants
 
 import vitcf
 from vitcf.model import backbones
-from vitcf.engine import records
+from vitcf.base import io
 from vitcf.model.checkpoints import CheckpointError, save_state_dict
 
 
@@ -109,7 +109,7 @@ def _ship(folder, seed=3):
     torch.manual_seed(seed)
     source = vitcf.create_backbone("mini")
     weights = save_state_dict(source, folder / "mini.safetensors")
-    records.write_json(folder / "mini.json", {"weights": {"file": weights.name, "sha256": sha256(weights)}})
+    io.write_json(folder / "mini.json", {"weights": {"file": weights.name, "sha256": sha256(weights)}})
     return source, weights
 
 

@@ -19,12 +19,14 @@ import pytest
 from bs4 import BeautifulSoup
 
 from vitcf.book import axes, evidence, findings, plots, ranges, report
+from vitcf.base import io
 from vitcf.engine import records
 from vitcf.engine.analyses import run_analyses
 from vitcf.engine.presets import get_preset
 from vitcf.engine.records import read_records, records_frame
 from vitcf.engine.study import execute, run
-from vitcf.engine.sweep import grid_key, grid_keys, plan_sweep
+from vitcf.engine.naming import grid_key, grid_keys
+from vitcf.engine.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -137,7 +139,7 @@ def test_the_results_table_is_the_records(book):
     assert "randomly initialised micro ViT" in text
     # every pair compared with intervals, corrected for the number of pairs, and each drop with its interval
     assert " ".join(evidence.pairwise_note(evidence.pairwise_frame(core)).split()) in text
-    baseline = records.read_json(html.parents[2] / "results" / "smoke" / "baseline.json")
+    baseline = io.read_json(html.parents[2] / "results" / "smoke" / "baseline.json")
     cells = evidence.drop_cells(evidence.drop_table(core, baseline))
     assert cells.loc["Linear", "k-NN drop (points)"] == "0.00 [0.00, 0.00]"  # a frozen backbone: exactly nothing
     for label, row in cells.iterrows():
@@ -148,7 +150,7 @@ def test_the_results_table_is_the_records(book):
 def test_the_mini_page_shows_every_probe_its_range_and_the_positive_control(book):
     html, frame, core = book
     folder = html.parents[2] / "results" / "smoke"
-    baseline = records.read_json(folder / "baseline.json")
+    baseline = io.read_json(folder / "baseline.json")
     control = [r for r in read_records(folder) if grid_key(r["run"]) in grid_keys("smoke", "control")]
     assert len(control) == 2
     text = text_of(html / "notebooks" / "mini_study.html")

@@ -8,7 +8,8 @@ from huggingface_hub import constants
 
 import vitcf
 from vitcf.model import backbones
-from vitcf.engine import records
+from vitcf.base import io
+from vitcf.engine import naming, records
 from vitcf.model.checkpoints import save_state_dict
 from vitcf.engine.cli import main
 from vitcf.base.paper import PAPER_ROWS
@@ -68,26 +69,26 @@ def test_train_config_validation(change, message):
 
 
 def test_write_json_is_atomic(tmp_path, monkeypatch):
-    path = records.write_json(tmp_path / "a.json", {"x": 1})
+    path = io.write_json(tmp_path / "a.json", {"x": 1})
     assert json.loads(path.read_text()) == {"x": 1}
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(records.os, "replace", crash)
+    monkeypatch.setattr(io.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        records.write_json(tmp_path / "a.json", {"x": 2})
+        io.write_json(tmp_path / "a.json", {"x": 2})
     assert json.loads(path.read_text()) == {"x": 1}  # the old record is intact
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # and no temp file is left
 
 
 def test_run_names_and_listing(tmp_path):
-    assert records.run_name("lora", {"r": 8}, 0) == "lora_r8_seed0"
-    assert records.run_name("full", {}, 2) == "full_seed2"
-    records.write_json(tmp_path / "baseline.json", {"knn": {}})
-    records.write_json(tmp_path / "b.json", {"run": "b"})
-    records.write_json(tmp_path / "a.json", {"run": "a"})
-    records.write_json(tmp_path / "c.error.json", {"run": "c", "error": "boom"})
+    assert naming.run_name("lora", {"r": 8}, 0) == "lora_r8_seed0"
+    assert naming.run_name("full", {}, 2) == "full_seed2"
+    io.write_json(tmp_path / "baseline.json", {"knn": {}})
+    io.write_json(tmp_path / "b.json", {"run": "b"})
+    io.write_json(tmp_path / "a.json", {"run": "a"})
+    io.write_json(tmp_path / "c.error.json", {"run": "c", "error": "boom"})
     # Neither baseline.json nor a failed run's error file is a run record; these two lack every field
     # the book reads, so they are listed as invalid, by name, and never returned as records.
     valid, invalid = records.scan(tmp_path)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import vitcf.engine.sweep
-from vitcf.engine import records
+from vitcf.base import io
 from vitcf.engine.cli import main
 from vitcf.engine.executors import ExecutorConfig, make_executor, parse_gpus, slurm_parameters
 from vitcf.engine.study import run as run_inline
@@ -62,7 +62,7 @@ def test_local_jobs_fail_are_killed_resume_and_skip(tmp_path, failing_notebook, 
     out = capsys.readouterr().out
     assert "done     Linear seed 0 in " in out and "1 done, 1 skipped, 1 failed" in out
     assert f"skipped  LoRA r=8 seed 0: claimed by an inline sweep on {socket.gethostname()} (pid {os.getpid()}" in out
-    error = records.read_json(folder / "lora_r4_seed0.error.json")
+    error = io.read_json(folder / "lora_r4_seed0.error.json")
     job = error["job"]
     assert "FAILED   LoRA r=4 seed 0 in " in out and f"(job {job['id']}): RuntimeError: injected failure" in out
     assert error["error"]["message"] == "injected failure for lora" and job["executor"] == "local"
@@ -79,7 +79,7 @@ def test_local_jobs_fail_are_killed_resume_and_skip(tmp_path, failing_notebook, 
     for name in ("baseline.json", "baseline_head.safetensors"):
         shutil.copy(folder / name, reference / name)
     run_inline("smoke", "linear", {}, 0, results_dir=reference, device="cpu", progress=False)
-    job_record, inline_record = (records.read_json(f / "linear_seed0.json") for f in (folder, reference))
+    job_record, inline_record = (io.read_json(f / "linear_seed0.json") for f in (folder, reference))
     assert job_record["metrics"] == inline_record["metrics"]
     # two jobs at once share the cores out (--jobs 2): each kernel ran with half of them
     assert job_record["environment"]["hardware"].endswith(f", {max(1, os.cpu_count() // 2)} torch threads")
@@ -95,7 +95,7 @@ def test_local_jobs_fail_are_killed_resume_and_skip(tmp_path, failing_notebook, 
     assert killed and not summary.ok and (summary.failed, summary.skipped) == (["lora_r4_seed0"], ["linear_seed0"])
     assert len(list((folder / "logs").glob("*_submitted.pkl"))) == 3  # two jobs in step 1, one now
     outcome = summary.outcomes[-1]
-    error = records.read_json(folder / "lora_r4_seed0.error.json")
+    error = io.read_json(folder / "lora_r4_seed0.error.json")
     assert error["job"]["id"] == killed[0]["job_id"] == outcome.job_id != job["id"]
     assert error["error"]["type"] == "UncompletedJobError" and "ended without a result" in error["error"]["message"]
     assert os.path.exists(error["job"]["stderr"]) and error["job"]["stderr"] in str(outcome)

@@ -42,6 +42,7 @@ import torch
 import vitcf
 import vitcf.engine.sweep
 from vitcf.model import backbones
+from vitcf.base import io
 from vitcf.engine import records
 from vitcf.model.checkpoints import save_state_dict, sha256
 from vitcf.engine.claims import claim, release
@@ -105,7 +106,7 @@ def faulty_notebook(tmp_path: Path, source: str) -> Path:
     return path
 
 
-# A hook on the kernel's fsync of one record's temporary file (vitcf.engine.records.write_json fsyncs it
+# A hook on the kernel's fsync of one record's temporary file (vitcf.base.io.write_json fsyncs it
 # before renaming it into place): the moment a record is being written.
 ON_RECORD_FSYNC = '''
 import os as _os
@@ -117,16 +118,16 @@ def _on_record_fsync(fd, _run=RUN, _then=THEN):
 _os.fsync = _on_record_fsync
 '''
 
-# A hook on the kernel's write of one record (vitcf.engine.records.write_json of <RUN>.json): `THEN` gets the
+# A hook on the kernel's write of one record (vitcf.base.io.write_json of <RUN>.json): `THEN` gets the
 # real write_json, the path and the data, and decides what happens around the write.
 ON_RECORD_WRITE = '''
 import os as _os
-import vitcf.engine.records as _records
-def _on_record_write(path, data, _run=RUN, _then=THEN, _write=_records.write_json):
+import vitcf.base.io as _io
+def _on_record_write(path, data, _run=RUN, _then=THEN, _write=_io.write_json):
     if _os.path.basename(str(path)) == _run + ".json":
         return _then(_write, path, data)
     return _write(path, data)
-_records.write_json = _on_record_write
+_io.write_json = _on_record_write
 '''
 
 DISK_SIZE = "8m"  # room for a smoke sweep's four runs (records, notebooks, kept weights) many times over
@@ -185,17 +186,17 @@ def test_scan_sorts_records_into_valid_and_invalid_ones(tmp_path):
                         "linear_head": {"after": 1, "baseline": 1}},
             "timings": {"train_seconds": 1, "eval_seconds": 1, "total_seconds": 1, "images_per_second": 1},
             "environment": {"hardware": "cpu"}}
-    records.write_json(tmp_path / "a.json", good)
+    io.write_json(tmp_path / "a.json", good)
     text = json.dumps(good)
     (tmp_path / "b.json").write_text(text[:300])
-    records.write_json(tmp_path / "c.json", good | {"schema": 0})
-    records.write_json(tmp_path / "d.json", {k: v for k, v in good.items() if k != "timings"})
+    io.write_json(tmp_path / "c.json", good | {"schema": 0})
+    io.write_json(tmp_path / "d.json", {k: v for k, v in good.items() if k != "timings"})
     (tmp_path / "e.json").write_text("[1, 2]")
-    records.write_json(tmp_path / "f.json", good | {"metrics": good["metrics"] | {"knn": "oops"}})
-    records.write_json(tmp_path / "g.json", good | {"metrics": good["metrics"] | {"new_domain_accuracy": 150}})
-    records.write_json(tmp_path / "h.json", good | {"seed": 1.5})
-    records.write_json(tmp_path / "baseline.json", {"broken": True})  # not a run record: not scanned as one
-    records.write_json(tmp_path / "x.error.json", {"error": {}})
+    io.write_json(tmp_path / "f.json", good | {"metrics": good["metrics"] | {"knn": "oops"}})
+    io.write_json(tmp_path / "g.json", good | {"metrics": good["metrics"] | {"new_domain_accuracy": 150}})
+    io.write_json(tmp_path / "h.json", good | {"seed": 1.5})
+    io.write_json(tmp_path / "baseline.json", {"broken": True})  # not a run record: not scanned as one
+    io.write_json(tmp_path / "x.error.json", {"error": {}})
     valid, invalid = records.scan(tmp_path)
     assert [r["run"] for r in valid] == ["a"] and records.read_records(tmp_path) == valid
     reasons = {path.name: reason for path, reason in invalid}
@@ -207,8 +208,10 @@ def test_scan_sorts_records_into_valid_and_invalid_ones(tmp_path):
     assert reasons["c.json"] == f"schema version 0, this code reads version {records.SCHEMA}"
     assert "timings.train_seconds" in reasons["d.json"] and "lacks field(s) the book reads" in reasons["d.json"]
     assert "JSON list" in reasons["e.json"]
+    with pytest.raises(io.InvalidJSONError, match=f"{tmp_path / 'b.json'}: not valid JSON"):
+        io.read_json(tmp_path / "b.json")
     with pytest.raises(records.InvalidRecordError, match=f"invalid record {tmp_path / 'b.json'}: not valid JSON"):
-        records.read_json(tmp_path / "b.json")
+        records.check(tmp_path / "b.json")
     with pytest.raises(records.InvalidRecordError, match="lacks field.* key"):
         records.check(tmp_path / "baseline.json")
     aside = records.move_aside(tmp_path / "b.json", reasons["b.json"])
@@ -222,7 +225,7 @@ def test_scan_sorts_records_into_valid_and_invalid_ones(tmp_path):
 def test_records_checkpoints_and_claims_get_the_umask_permissions(tmp_path, mask):
     old = os.umask(mask)
     try:
-        record = records.write_json(tmp_path / "r.json", {"a": 1})
+        record = io.write_json(tmp_path / "r.json", {"a": 1})
         weights = save_state_dict(torch.nn.Linear(2, 2), tmp_path / "w.safetensors")
         assert claim(tmp_path / "r.lock") is None
         lock = tmp_path / "r.lock"
@@ -235,28 +238,28 @@ def test_records_checkpoints_and_claims_get_the_umask_permissions(tmp_path, mask
 
 def test_enospc_during_a_write_leaves_the_previous_file_and_no_partial_one(small_disk, tmp_path):
     folder, filler = small_disk / "records", small_disk / "filler"
-    path = records.write_json(folder / "baseline.json", {"old": True})
+    path = io.write_json(folder / "baseline.json", {"old": True})
     assert fill_disk(filler) > 0  # the disk is full now: the new record's write meets ENOSPC for real
-    with pytest.raises(records.RecordWriteError) as err:
-        records.write_json(path, {"new": True})
+    with pytest.raises(io.RecordWriteError) as err:
+        io.write_json(path, {"new": True})
     fault()
     assert err.value.errno == errno.ENOSPC
     assert str(path) in str(err.value) and "No space left on device" in str(err.value)
-    assert records.read_json(path) == {"old": True} and sorted(p.name for p in folder.iterdir()) == ["baseline.json"]
+    assert io.read_json(path) == {"old": True} and sorted(p.name for p in folder.iterdir()) == ["baseline.json"]
     filler.unlink()  # space freed: the same write now goes through
-    assert records.read_json(records.write_json(path, {"new": True})) == {"new": True}
+    assert io.read_json(io.write_json(path, {"new": True})) == {"new": True}
     assert sorted(p.name for p in folder.iterdir()) == ["baseline.json"]
 
 
 def test_a_write_into_a_read_only_file_system_leaves_the_previous_file(small_disk):
-    path = records.write_json(small_disk / "baseline.json", {"old": True})
+    path = io.write_json(small_disk / "baseline.json", {"old": True})
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, capture_output=True)
     try:  # read-only for root too: the file system refuses the write (EROFS), not a permission bit
-        with pytest.raises(records.RecordWriteError, match=f"cannot write {path}: .*Read-only file system"):
-            records.write_json(path, {"new": True})
+        with pytest.raises(io.RecordWriteError, match=f"cannot write {path}: .*Read-only file system"):
+            io.write_json(path, {"new": True})
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True, capture_output=True)
-    assert records.read_json(path) == {"old": True}
+    assert io.read_json(path) == {"old": True}
     assert sorted(p.name for p in small_disk.iterdir()) == ["baseline.json"]
 
 
@@ -308,12 +311,12 @@ def test_broken_records_a_full_disk_and_a_dead_kernel_cost_nothing_recorded(smal
         assert f"invalid record {folder / name}.json: {reason}" in out and "moved aside to " in out
     assert f"invalid record {folder / 'baseline.json'}: not valid JSON" in out
     assert f"computed the baseline probe {folder / 'baseline.json'}" in out
-    full = records.read_json(folder / "top_k_k3_seed0.error.json")["error"]
+    full = io.read_json(folder / "top_k_k3_seed0.error.json")["error"]
     assert full["type"] in ("RecordWriteError", "OSError") and "No space left on device" in full["message"]
     assert f"cannot write {(folder / 'top_k_k3_seed0.json').resolve()}" in full["message"]
     assert "FAILED   Top-3 seed 0" in out and "No space left on device" in out
     assert not (folder / "top_k_k3_seed0.json").exists() and not list(folder.glob(".top_k_k3_seed0.json.*"))
-    dead = records.read_json(folder / "lora_r8_seed0.error.json")["error"]
+    dead = io.read_json(folder / "lora_r8_seed0.error.json")["error"]
     assert dead["type"] == "DeadKernelError" and f"(running {folder / 'lora_r8_seed0.ipynb'})" in out
     assert lost({}, folder, invalid) == []  # the three invalid files are kept under invalid/, unchanged
     recovered(["linear_seed0", "lora_r4_seed0"])
@@ -402,7 +405,7 @@ def test_corrupted_weights_are_refused_naming_the_file_and_both_hashes(tmp_path,
     torch.manual_seed(3)
     weights = save_state_dict(vitcf.create_backbone("mini"), weights_dir / "mini.safetensors")
     expected = sha256(weights)
-    records.write_json(weights_dir / "mini.json", {"weights": {"file": weights.name, "sha256": expected}})
+    io.write_json(weights_dir / "mini.json", {"weights": {"file": weights.name, "sha256": expected}})
     monkeypatch.setenv(backbones.WEIGHTS_ENV, str(weights_dir))
     folder = tmp_path / "results"
     command = ["run", "--preset", "mini", "--method", "linear", "--steps", "2", "--forgetting-steps",
@@ -452,9 +455,9 @@ def test_no_record_holds_nan_or_an_infinity(tmp_path):
     fault()
     path = tmp_path / "run.json"
     with pytest.raises(ValueError, match=r"cannot write .*run.json: .*\(metrics.knn.20 is nan\); nothing was written"):
-        records.write_json(path, {"metrics": {"knn": {"20": float("nan")}}})
+        io.write_json(path, {"metrics": {"knn": {"20": float("nan")}}})
     with pytest.raises(ValueError, match=r"metrics.curve.1 is inf"):
-        records.write_json(path, {"metrics": {"curve": [1.0, float("inf")]}})
+        io.write_json(path, {"metrics": {"curve": [1.0, float("inf")]}})
     assert not path.exists()
 
 
@@ -482,7 +485,7 @@ def test_an_unreadable_baseline_cache_is_moved_aside_and_made_again(tmp_path, ca
     folder = tmp_path / "smoke"
     folder.mkdir()
     path, head = folder / "baseline.json", folder / "baseline_head.safetensors"
-    records.write_json(path, {"key": "k", "width": 4, "num_classes": 3})
+    io.write_json(path, {"key": "k", "width": 4, "num_classes": 3})
     save_state_dict(torch.nn.Linear(4, 3), head)
     assert cached_baseline(path, head, "k")[1].weight.shape == (3, 4)  # a sound cache is read
     head.write_bytes(head.read_bytes()[:20])  # truncated

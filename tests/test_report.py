@@ -8,7 +8,8 @@ import pytest
 from vitcf.book import findings, report
 from vitcf.base.paper import DINO_VITB16_KNN, PAPER_ROWS
 from vitcf.engine.presets import get_preset
-from vitcf.engine.records import records_frame, write_json
+from vitcf.base.io import write_json
+from vitcf.engine.records import records_frame
 from vitcf.engine.study import run
 
 

@@ -12,7 +12,8 @@ from vitcf.engine.sources import ImageSet
 from vitcf.book.evidence import NEW_DOMAIN
 from vitcf.engine.presets import get_preset
 from vitcf.engine.study import plan_from_record, plan_run
-from vitcf.engine.sweep import grid_keys, plan_sweep
+from vitcf.engine.naming import grid_keys
+from vitcf.engine.sweep import plan_sweep
 from vitcf.base.uncertainty import FAILS, HOLDS, INCONCLUSIVE, pack
 
 SMOKE = get_preset("smoke")

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from vitcf.base import io
 from vitcf.engine import records, sources
 from vitcf.engine.cli import main
 from vitcf.engine.sources import FASHION_MNIST_CLASSES
@@ -54,7 +55,7 @@ def test_reversible_methods_forget_nothing_at_step_zero_on_the_curve_probe(tmp_p
     assert [o["step"] for o in over] == [0, 2, 6]
     assert over[0]["knn"] == still[0]["knn"] == still[1]["knn"] == still[2]["knn"]
     assert record["config"]["curve_probe"] == {"bank": 200, "queries": 50}  # the smoke preset's
-    base = records.read_json(tmp_path / "baseline.json")
+    base = io.read_json(tmp_path / "baseline.json")
     assert base["bank_size"] == 400 and base["classes"] == list(FASHION_MNIST_CLASSES)
 
 
@@ -142,7 +143,7 @@ def test_paper_lite_wiring_runs_offline_on_stand_ins(tmp_path, monkeypatch, fake
                                    forgetting_steps=(0, 4), knn_ks=(5,), eval_batch_size=32)
     monkeypatch.setitem(PRESETS, "lite-stand-in", stand_in)
     record = run("lite-stand-in", "lora", {"r": 4}, results_dir=tmp_path / "runs", progress=False)
-    base = records.read_json(tmp_path / "runs" / "baseline.json")
+    base = io.read_json(tmp_path / "runs" / "baseline.json")
     assert (base["bank_size"], base["query_size"], base["num_classes"]) == (15, 6, 3)
     assert base["classes"] == list(IMAGENETTE_WNIDS.values())
     assert record["config"]["preset"]["pretrain_domain"] == "imagenette"
@@ -161,13 +162,13 @@ def test_runs_of_every_schedule_length_share_the_folder_s_baseline_and_probe_bot
     curve = longer["metrics"]["knn_over_steps"]
     assert [entry["step"] for entry in curve] == [0, 6, 12]
     assert all(0 <= entry["linear_head"] <= 100 for entry in curve)  # the linear head along the curve too
-    assert longer["metrics"]["linear_head"]["baseline"] == records.read_json(tmp_path / "baseline.json")["linear_head"]
+    assert longer["metrics"]["linear_head"]["baseline"] == io.read_json(tmp_path / "baseline.json")["linear_head"]
 
 
 def test_every_probe_is_taken_with_its_reference_levels_and_the_full_probe_at_the_first_steps(tmp_path):
     record = run("smoke", "full", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=(0, 3, 6))
     metrics = record["metrics"]
-    base = records.read_json(tmp_path / "baseline.json")
+    base = io.read_json(tmp_path / "baseline.json")
     assert set(metrics["instance"]) == {"baseline", "after"} and set(metrics["instance"]["after"]) == {10, 20}
     assert metrics["instance"]["baseline"] == {int(k): v for k, v in base["instance"].items()}
     assert base["instance_probe"] == {"bank_size": 80, "query_size": 80, "source": "fashion_mnist test split"}
@@ -200,7 +201,7 @@ def test_records_carry_per_query_correctness_and_a_refitted_head(tmp_path):
     from vitcf.base.uncertainty import unpack
 
     record = run("smoke", "full", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=(0, 3))
-    metrics, base = record["metrics"], records.read_json(tmp_path / "baseline.json")
+    metrics, base = record["metrics"], io.read_json(tmp_path / "baseline.json")
     for probe, scores in (("knn", metrics["knn"]), ("instance", metrics["instance"]["after"])):
         for k, accuracy in scores.items():
             hits = unpack(metrics["correct"][probe][str(k)])
@@ -217,7 +218,7 @@ def test_records_carry_per_query_correctness_and_a_refitted_head(tmp_path):
         assert 100.0 * unpack(level["correct"]["knn"]["20"]).mean() == pytest.approx(level["knn"]["20"])
     step0 = metrics["full_probe_over_steps"][0]
     assert step0["correct"]["knn"] == base["correct"]["knn"]  # step 0 is the baseline, query by query
-    frame = records.records_frame([records.read_json(tmp_path / f"{record['run']}.json")], k=20)
+    frame = records.records_frame([io.read_json(tmp_path / f"{record['run']}.json")], k=20)
     assert frame.loc[0, "linear_head_refit_drop"] == pytest.approx(head["baseline"] - head["refit"])
 
 

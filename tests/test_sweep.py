@@ -11,11 +11,12 @@ import nbformat
 import pytest
 
 import vitcf.engine.sweep
-from vitcf.engine import records
+from vitcf.base import io
 from vitcf.engine.cli import main
 from vitcf.model.methods import make_method
 from vitcf.engine.presets import AXIS_RATES, DESIGN_BLOCK_COPIES, DESIGN_LORA_RANKS, get_preset
-from vitcf.engine.sweep import NOTEBOOK, grid_key, grid_keys, plan_sweep, select_points, sweep
+from vitcf.engine.naming import grid_key, grid_keys
+from vitcf.engine.sweep import NOTEBOOK, plan_sweep, select_points, sweep
 
 ONLY = ["linear", "LoRA r=4"]
 NAMES = ["linear_seed0", "lora_r4_seed0"]
@@ -43,7 +44,7 @@ def test_a_failed_run_is_isolated_then_resumed_then_skipped(tmp_path, failing_no
     assert "done     Linear seed 0" in out
     assert "FAILED   LoRA r=4 seed 0 in " in out and "RuntimeError: injected failure for lora" in out
     assert str(error_path) in out and "1 done, 0 skipped, 1 failed" in out
-    error = records.read_json(error_path)
+    error = io.read_json(error_path)
     assert error["error"]["type"] == "RuntimeError" and error["error"]["message"] == "injected failure for lora"
     assert "injected failure" in error["error"]["traceback"] and "\x1b[" not in error["error"]["traceback"]
     assert error["notebook"] == str(folder / "lora_r4_seed0.ipynb") and error["parameters"]["method"] == "lora"
@@ -59,7 +60,7 @@ def test_a_failed_run_is_isolated_then_resumed_then_skipped(tmp_path, failing_no
     # (weights/ holds the runs' fine-tuned tensors kept for the analyses: vitcf.engine.study.trained_path)
     assert {p.name for p in folder.iterdir()} - {"weights"} == expected
     for name, method in zip(NAMES, ["linear", "lora"]):
-        assert records.read_json(folder / f"{name}.json")["run"] == name
+        assert io.read_json(folder / f"{name}.json")["run"] == name
         assert executed_cleanly(folder / f"{name}.ipynb", method)
 
     # 3. everything exists: the CLI runs nothing, touches nothing and exits 0
@@ -184,7 +185,7 @@ def test_a_bad_grid_is_named_with_the_allowed_ones(tmp_path, capsys):
 def test_a_design_point_runs_through_the_notebook_at_its_own_rate(tmp_path):
     summary = sweep("smoke", grid="design", only=["LoRA r=4"], results_dir=tmp_path, progress=False)
     (name,) = summary.completed
-    record = records.read_json(tmp_path / f"{name}.json")
+    record = io.read_json(tmp_path / f"{name}.json")
     assert record["config"]["train"]["lr"] == 0.005 and record["hparams"]["r"] == 4
     assert record["metrics"]["knn_over_steps"] == [] and executed_cleanly(tmp_path / f"{name}.ipynb", "lora")
 
@@ -239,8 +240,8 @@ def test_axis_sweeps_override_rate_and_steps_and_share_the_core_runs(tmp_path):
 def test_a_schedule_point_runs_through_the_notebook_at_its_own_length(tmp_path):
     summary = sweep("smoke", grid="schedule", only=["Linear"], results_dir=tmp_path, progress=False)
     assert len(summary.completed) == 2 and summary.ok
-    made = {records.read_json(tmp_path / f"{name}.json")["config"]["train"]["steps"]: name for name in summary.completed}
-    record = records.read_json(tmp_path / f"{made[12]}.json")
+    made = {io.read_json(tmp_path / f"{name}.json")["config"]["train"]["steps"]: name for name in summary.completed}
+    record = io.read_json(tmp_path / f"{made[12]}.json")
     assert record["config"]["forgetting_steps"] == [0, 3, 6, 12]
     curve = record["metrics"]["knn_over_steps"]
     assert [e["step"] for e in curve] == [0, 3, 6, 12]

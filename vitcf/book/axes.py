@@ -23,7 +23,8 @@ from vitcf.book.findings import CURVE_COLUMNS, NOT_A_PROBE, claims_with_interval
 from vitcf.model.methods import make_method
 from vitcf.book.plots import BACKGROUND, KNN, PANEL_WIDTH, PROBES, Probe, forgetting_curve_frame, measured
 from vitcf.engine.presets import AXIS_FAMILIES, Preset
-from vitcf.engine.records import read_json, records_frame
+from vitcf.base.io import read_json
+from vitcf.engine.records import records_frame
 from vitcf.book.report import REPO
 from vitcf.base.uncertainty import FAILS, HOLDS, INCONCLUSIVE
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vitcf.base.io import read_json
 from vitcf.engine import records
 from vitcf.model.backbones import get_spec, weights_dir
 from vitcf.base.paper import DINO_VITB16_KNN, PAPER_ROWS
@@ -100,7 +101,7 @@ def load_study(preset: str, grid: str = "core") -> Study:
     live in the preset's one folder, and a page shows only the runs of the grid it asks for (a run
     with a changed schedule, e.g. `vitcf run --steps 10`, belongs to neither).
     """
-    from vitcf.engine.sweep import grid_key, grid_keys
+    from vitcf.engine.naming import grid_key, grid_keys
 
     get_preset(preset)  # an unknown name fails here, naming the allowed ones
     shown = os.environ.get(PRESET_ENV) or preset
@@ -566,7 +567,7 @@ def lite_note(study: Study, k: int = HEADLINE_K) -> str:
 def lite_projection(root: Path = REPO) -> str:
     """The paper-lite grid's projected GPU-hours from the performance benchmark's record, if measured (Markdown)."""
     path = root / "benchmarks" / "results" / "paper_speed.json"
-    doc = records.read_json(path) if path.is_file() else {}
+    doc = read_json(path) if path.is_file() else {}
     lite = doc.get("projection_lite") or {}
     if doc.get("smoke") or not doc.get("gpu") or not lite.get("projected"):
         return ("No GPU measurement of the paper-lite grid is recorded in this checkout yet: "
@@ -581,7 +582,7 @@ def lite_projection(root: Path = REPO) -> str:
 def gpu_timings_note(root: Path = REPO) -> str:
     """The mini commands' wall times on one GPU (benchmarks/gpu_timings.py's record), if measured (Markdown)."""
     path = root / "benchmarks" / "results" / "gpu_timings.json"
-    doc = records.read_json(path) if path.is_file() else {}
+    doc = read_json(path) if path.is_file() else {}
     if doc.get("smoke") or not doc.get("gpu"):
         return ("No GPU timing of the mini commands is recorded in this checkout yet "
                 "(`python benchmarks/gpu_timings.py` on a GPU records it).")

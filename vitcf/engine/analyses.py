@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from vitcf.base import env, io
 from vitcf.base.checks import IntRange, NumberRange, check_each
 from vitcf.engine import records
 from vitcf.engine.study import build_model, new_domain_accuracy, plan_run, probe_scores, trained_or_loaded
@@ -63,10 +64,10 @@ def _write_record(path: Path, analysis: str, plan, trained, results: dict) -> di
         "baseline": {"knn": trained.base["knn"], "linear_head": trained.base["linear_head"]},
         "trained": trained.source,
         **results,
-        "environment": records.environment(plan.device),
+        "environment": env.environment(plan.device),
     }
-    records.write_json(path, record)
-    return records.read_json(path)  # as every later reader sees it (JSON keys are strings)
+    io.write_json(path, record)
+    return io.read_json(path)  # as every later reader sees it (JSON keys are strings)
 
 
 def states(method, model: torch.nn.Module) -> dict[str, torch.nn.Module]:

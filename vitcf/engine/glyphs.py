@@ -346,7 +346,7 @@ def make_domain(config: GlyphConfig = GlyphConfig(), *, cache: Path | None = Non
               "test": _render_split(test, classes, config.test_renders, config, config.seed + 1)}
     domain = GlyphDomain(config, tuple(classes), tuple(train), tuple(test), splits)
     if path is not None:
-        from vitcf.model.checkpoints import atomic_path
+        from vitcf.base.io import atomic_path
 
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:

@@ -33,10 +33,11 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 from tqdm.auto import tqdm
 
+from vitcf.base import env, io
 from vitcf.base.checks import IntRange, NumberRange, Pair, check_fields, check_known, checked
 from vitcf.engine import records
 from vitcf.model.backbones import create_backbone, get_spec, weights_dir
-from vitcf.model.checkpoints import CheckpointError, atomic_path, save_state_dict, sha256
+from vitcf.model.checkpoints import CheckpointError, save_state_dict, sha256
 from vitcf.engine.batching import batches, match_channels, normalize, random_resized_crop_flip
 from vitcf.engine.sources import ImageSet, load_dataset
 from vitcf.engine.evaluate import autocast, extract_features, knn_accuracy
@@ -225,7 +226,7 @@ def load_checkpoint(path: Path, config: PretrainConfig) -> dict:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
+    with io.atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
@@ -460,12 +461,12 @@ def run_pretraining(config: PretrainConfig, *, out: str | Path | None = None, de
         },
         "quality_bar": quality_verdict(pretrained["knn"].get(QUALITY_K), random_init["knn"].get(QUALITY_K),
                                        full_protocol=full),
-        "recipe_search": records.read_json(recipes) if recipes.is_file() else None,
+        "recipe_search": io.read_json(recipes) if recipes.is_file() else None,
         "weights": {"file": out.name, "sha256": sha256(out), "bytes": out.stat().st_size},
-        "environment": records.environment(device),
+        "environment": env.environment(device),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     card["wall_seconds"] = time.perf_counter() - wall_started  # this call only (see resumed_from_epoch)
-    records.write_json(out.with_suffix(".json"), card)
+    io.write_json(out.with_suffix(".json"), card)
     resume.unlink(missing_ok=True)
     return card

@@ -26,32 +26,16 @@ from pathlib import Path
 
 import torch
 
+from vitcf.base import io
 from vitcf.engine import records
 from vitcf.engine.claims import claim, claim_is_stale, describe_holder, read_claim, release
+from vitcf.engine.naming import point_overrides
 from vitcf.engine.presets import GridPoint, Preset, get_preset
 from vitcf.engine.study import RunPlan
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # IPython colours its tracebacks; error files hold plain text
 BASELINE_WAIT_S = 6 * 3600  # a job waits this long at most for another's baseline probe
 BASELINE_POLL_S = 1.0
-
-
-def point_lr(preset: Preset, point: GridPoint) -> float | None:
-    """The learning rate to override for `point`, or None where the preset's schedule gives it anyway
-    (a design-space point holding the rate fixed where the paper's row of the same method used another)."""
-    return None if preset.schedule_for(point.method, point.hparams)[0] == point.lr else point.lr
-
-
-def point_steps(preset: Preset, point: GridPoint) -> int | None:
-    """The schedule length to override for `point`, or None where it is the preset's."""
-    return None if point.steps is None or point.steps == preset.steps else point.steps
-
-
-def point_overrides(preset: Preset, point: GridPoint) -> dict:
-    """What `point` changes from the preset's protocol (as `vitcf.engine.study.plan_run` takes it): lr, steps and
-    the new domain's source size."""
-    return {k: v for k, v in {"lr": point_lr(preset, point), "steps": point_steps(preset, point),
-                              "source_size": point.source_size}.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -92,6 +76,7 @@ class SweepRun:
         The folder is passed absolute and the device resolved, so the kernel (whatever its working
         directory) plans exactly the run planned here and writes the record at `self.record`.
         """
+        changed = point_overrides(get_preset(self.plan.preset.name), self.point)
         return {
             "preset": self.plan.preset.name,
             "method": self.point.method,
@@ -99,10 +84,8 @@ class SweepRun:
             "seed": self.plan.seed,
             "results_dir": str(self.record.parent.resolve()),
             "forgetting_steps": json.dumps(list(self.plan.forgetting_steps)),
-            "lr": "" if (lr := point_lr(self.plan.preset, self.point)) is None else lr,
-            # the plan's preset has the run's own length; the override is against the named preset's
-            "steps": "" if (n := point_steps(get_preset(self.plan.preset.name), self.point)) is None else n,
-            "source_size": "" if self.point.source_size is None else self.point.source_size,
+            # the plan's preset has the run's own length; the overrides are against the named preset's
+            **{name: changed.get(name, "") for name in ("lr", "steps", "source_size")},
             "device": str(self.plan.device),
             "force": False,
         }
@@ -334,7 +317,7 @@ def describe_error(err: Exception) -> dict:
 def write_error(run: SweepRun, error: dict, seconds: float, job: dict | None = None) -> Path:
     """`<run>.error.json`, atomically: a reader finds a whole error file or none. `job` names the
     executor's job that ran it and its log files (None inline)."""
-    return records.write_json(run.error, {
+    return io.write_json(run.error, {
         "run": run.name,
         "preset": run.plan.preset.name,
         "label": run.label,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from vitcf.model.backbones import _unreachable
-from vitcf.model.checkpoints import atomic_path
+from vitcf.base.io import atomic_path
 from vitcf.engine.glyphs import GlyphConfig
 
 # Read once, at import: monkeypatch `vitcf.engine.sources.DATA_ROOT` (not the variable) to redirect later.

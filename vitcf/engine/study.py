@@ -18,8 +18,11 @@ from pathlib import Path
 
 import torch
 
+from vitcf.base import env, io
 from vitcf.base.checks import IntRange, check_each, check_int
 from vitcf.engine import records
+from vitcf.engine.naming import config_hash, overrides, record_name
+from vitcf.engine.record import Environment, InstanceScores, LinearHead, Metrics, RunConfig, RunRecord, Timings
 from vitcf.model.backbones import create_backbone, get_spec, pretrained_weights_path
 from vitcf.model.checkpoints import CheckpointError, load_into, read_metadata, read_state_dict, save_state_dict, save_tensors, sha256
 from vitcf.engine.batching import at_source_size, batches, check_source_size, holdout_split
@@ -204,7 +207,7 @@ def cached_baseline(path: Path, head_path: Path, key: str) -> tuple[dict, torch.
     if not (path.exists() and head_path.exists()):
         return None
     try:
-        cached = records.read_json(path)
+        cached = io.read_json(path)
         if cached.get("key") != key:
             return None
         head = torch.nn.Linear(cached["width"], cached["num_classes"])
@@ -224,8 +227,8 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
     # length of a run's schedule (the schedule axis shares one folder, and one baseline, across lengths).
     # Nor the new domain's source resolution: the baseline never sees the new domain.
     protocol = {k: v for k, v in preset.protocol().items() if k not in ("steps", "source_size")}
-    key = records.config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA,
-                               "fields": "per-query correctness"})
+    key = config_hash({"preset": protocol, "weights": weights["sha256"], "schema": SCHEMA,
+                       "fields": "per-query correctness"})
     if (found := cached_baseline(path, head_path, key)) is not None:
         return found
     started = time.perf_counter()
@@ -250,10 +253,10 @@ def baseline(preset: Preset, weights: dict, probe: Probe, folder: Path, device, 
                             "source": f"{preset.pretrain_domain} test split"}),
         "levels": reference_levels(preset, probe, device, progress),
         "seconds": time.perf_counter() - started,
-        "environment": records.environment(device),
+        "environment": env.environment(device),
     }
     save_state_dict(head, head_path)
-    records.write_json(path, record)
+    io.write_json(path, record)
     return record, head
 
 
@@ -301,13 +304,6 @@ class RunPlan:
     weights: dict  # where the backbone's starting weights come from (see weights_source)
 
 
-def record_name(method: str, hparams: dict, seed: int, overrides: dict) -> str:
-    """A run's record name: the readable `records.run_name`, plus a hash of what it changes from the
-    preset's protocol (`overrides`: steps, lr, ...), so that a changed run never takes a plain name."""
-    name = records.run_name(method, hparams, seed)
-    return name + "_" + records.config_hash(overrides) if overrides else name
-
-
 def plan_run(
     preset: str,
     method: str,
@@ -331,8 +327,8 @@ def plan_run(
     config = make_method(method, **hparams)
     check_int("seed", seed, 0, MAX_SEED)
     check_source_size(spec_preset.new_domain, source_size)
-    overrides = {k: v for k, v in {"steps": steps, "lr": lr, "source_size": source_size}.items() if v is not None}
-    spec_preset = dataclasses.replace(spec_preset, **{k: v for k, v in overrides.items() if k != "lr"})
+    changes = overrides(spec_preset, method, hparams, lr=lr, steps=steps, source_size=source_size)
+    spec_preset = dataclasses.replace(spec_preset, **{k: v for k, v in changes.items() if k != "lr"})
     grid_lr, warmup = spec_preset.schedule_for(method, hparams)
     spec = get_spec(spec_preset.backbone)
     with torch.device("meta"):  # checks what depends on the architecture (k <= depth, p | depth) for free
@@ -340,7 +336,7 @@ def plan_run(
     train = TrainConfig(
         steps=spec_preset.steps,
         batch_size=spec_preset.batch_size,
-        lr=grid_lr if lr is None else lr,
+        lr=changes.get("lr", grid_lr),
         warmup_steps=warmup,
         eval_every=min(spec_preset.eval_every, spec_preset.steps),
         img_size=spec.img_size,
@@ -357,13 +353,13 @@ def plan_run(
         forgetting_steps = tuple(s for s in spec_preset.forgetting_steps if s <= train.steps)
     check_each("forgetting steps", forgetting_steps, IntRange(0, train.steps))
     if paper_faithful:
-        overrides["paper_faithful"] = True
+        changes["paper_faithful"] = True
     if checkpoint is not None:
-        overrides["checkpoint"] = str(checkpoint)
+        changes["checkpoint"] = str(checkpoint)
     if spec_preset.pretrain_domain == "imagenet":
         check_imagenet(None)  # a missing or malformed ImageNet folder fails here, before any compute
     folder = Path(results_dir) if results_dir is not None else records.RESULTS_ROOT / spec_preset.name
-    name = record_name(method, hparams, seed, overrides)
+    name = record_name(method, hparams, seed, changes)
     return RunPlan(
         preset=spec_preset,
         method=config,
@@ -530,7 +526,7 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
     """Carry out a planned run and write its record; an existing record is returned unless `force`."""
     if not force and (found := records.existing(plan.path, "run", on_invalid=print)) is not None:
         return found | {"skipped": True}  # an invalid record was moved aside (and named) and is made again
-    records.check_writable(plan.path.parent)  # a folder it cannot write fails before the baseline probe
+    io.check_writable(plan.path.parent)  # a folder it cannot write fails before the baseline probe
     trained = train_planned(plan, progress=progress)
     preset, device = plan.preset, plan.device
     model, result, probe, head, base = trained.model, trained.result, trained.probe, trained.head, trained.base
@@ -549,56 +545,57 @@ def execute(plan: RunPlan, *, force: bool = False, progress: bool = True) -> dic
         checkpoint = records.portable(save_state_dict(model, plan.path.with_suffix(".safetensors")))
     keep_trained(plan, model)
     knn_base = {int(k): v for k, v in base["knn"].items()}
-    record = {
-        "schema": SCHEMA,
-        "run": plan.path.stem,
-        "preset": preset.name,
-        "method": plan.method.name,
-        "family": plan.method.family,
-        "label": plan.method.label,
-        "hparams": plan.method.hparams,
-        "seed": plan.seed,
-        "trainable_params": trainable,
-        "config": {
-            "preset": preset.protocol(),
-            "train": dataclasses.asdict(plan.train),
-            "selection": selection,
-            "backbone_weights": plan.weights,
-            "paper_faithful": plan.paper_faithful,
-            "forgetting_steps": list(plan.forgetting_steps),
-            "curve_probe": (None if preset.curve_probe is None
-                            else {"bank": preset.curve_probe[0], "queries": preset.curve_probe[1]}),
-            "new_domain_data": domain_provenance(preset.new_domain),
-        },
-        "metrics": {
-            "new_domain_accuracy": test_accuracy,
-            "selection_accuracy": result.best_selection_accuracy,
-            "best_step": result.best_step,
-            "knn": after["knn"],
-            "knn_baseline": knn_base,
-            "forgetting": forgetting(knn_base, after["knn"]),
+    record = RunRecord(
+        schema=SCHEMA,
+        run=plan.path.stem,
+        preset=preset.name,
+        method=plan.method.name,
+        family=plan.method.family,
+        label=plan.method.label,
+        hparams=plan.method.hparams,
+        seed=plan.seed,
+        trainable_params=trainable,
+        config=RunConfig(
+            preset=preset.protocol(),
+            train=dataclasses.asdict(plan.train),
+            selection=selection,
+            backbone_weights=plan.weights,
+            paper_faithful=plan.paper_faithful,
+            forgetting_steps=list(plan.forgetting_steps),
+            curve_probe=(None if preset.curve_probe is None
+                         else {"bank": preset.curve_probe[0], "queries": preset.curve_probe[1]}),
+            new_domain_data=domain_provenance(preset.new_domain),
+        ),
+        metrics=Metrics(
+            new_domain_accuracy=test_accuracy,
+            selection_accuracy=result.best_selection_accuracy,
+            best_step=result.best_step,
+            knn=after["knn"],
+            knn_baseline=knn_base,
+            forgetting=forgetting(knn_base, after["knn"]),
             # the frozen head (fitted once on the pre-trained features) and one re-fitted on this run's bank
             # features; the pre-trained backbone's re-fitted head is the frozen head itself
-            "linear_head": {"baseline": base["linear_head"], "after": after["linear_head"],
-                            "refit": after["linear_head_refit"]},
-            **({"instance": {"baseline": base["instance"], "after": after["instance"]}} if "instance" in after else {}),
-            "knn_over_steps": over_steps,
-            "full_probe_over_steps": trained.full_over_steps,
-            "drift": cka,
+            linear_head=LinearHead(baseline=base["linear_head"], after=after["linear_head"],
+                                   refit=after["linear_head_refit"]),
+            **({"instance": InstanceScores(baseline=base["instance"], after=after["instance"])}
+               if "instance" in after else {}),
+            knn_over_steps=over_steps,
+            full_probe_over_steps=trained.full_over_steps,
+            drift=cka,
             # per-query correctness of every probe and of the new domain's test images (uncertainty.unpack)
-            "correct": {**after["correct"], "new_domain": pack(test_correct.numpy())},
-        },
-        "timings": {
-            "train_seconds": result.train_seconds,
-            "images_per_second": result.images_per_second,
-            "eval_seconds": eval_seconds,
-            "total_seconds": time.perf_counter() - started,
-        },
-        "environment": records.environment(device),
-        "checkpoint": checkpoint,
-        "history": _thin(result.history),
-    }
-    records.write_json(plan.path, record)
+            correct={**after["correct"], "new_domain": pack(test_correct.numpy())},
+        ),
+        timings=Timings(
+            train_seconds=result.train_seconds,
+            images_per_second=result.images_per_second,
+            eval_seconds=eval_seconds,
+            total_seconds=time.perf_counter() - started,
+        ),
+        environment=Environment(**env.environment(device)),
+        checkpoint=checkpoint,
+        history=_thin(result.history),
+    ).to_dict()
+    io.write_json(plan.path, record)
     return record
 
 
@@ -621,17 +618,14 @@ def _thin(history: list[dict]) -> list[dict]:
 def plan_from_record(record: dict, *, results_dir: str | Path | None = None, device: str | None = None) -> RunPlan:
     """The plan that re-executes a recorded run with the settings it records (into `results_dir`).
 
-    The schedule's steps and learning rate are passed on where they differ from the preset's, and the
-    new domain's source size where the record has one; the
+    The schedule's steps and learning rate and the new domain's source size are passed on as recorded
+    (`plan_run` keeps those that change the preset's protocol, `naming.overrides`); the
     forgetting probes and the paper-faithful selection as recorded, and the backbone as recorded when it
     came from an explicit checkpoint; the plan must then give the record's own name.
     """
     config = record["config"]
     preset = get_preset(record["preset"])
     train = config["train"]
-    steps = train["steps"] if train["steps"] != preset.steps else None
-    default_lr, _ = preset.schedule_for(record["method"], record["hparams"])
-    lr = train["lr"] if train["lr"] != default_lr else None
     source_size = config["preset"].get("source_size")  # absent from records at the native resolution
     weights = config["backbone_weights"]
     checkpoint = records.located(weights["path"]) if weights["source"] == "checkpoint" else None
@@ -644,7 +638,8 @@ def plan_from_record(record: dict, *, results_dir: str | Path | None = None, dev
     plan = None
     for hparams in asked:
         plan = plan_run(record["preset"], record["method"], hparams, record["seed"], results_dir=results_dir,
-                        paper_faithful=config["paper_faithful"], steps=steps, lr=lr, source_size=source_size,
+                        paper_faithful=config["paper_faithful"], steps=train["steps"], lr=train["lr"],
+                        source_size=source_size,
                         forgetting_steps=tuple(config["forgetting_steps"]), device=device, checkpoint=checkpoint)
         if plan.path.stem == record["run"]:
             break

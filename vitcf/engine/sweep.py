@@ -6,7 +6,7 @@
 The JSON record stays the result; the executed notebook is the human-readable view of the same run
 and is kept next to it. A run whose notebook fails leaves `<run>.error.json` (what failed, where to
 look) and the sweep goes on, so one bad configuration never costs the other runs. Names are
-deterministic (`vitcf.engine.records.run_name`), so re-running the same sweep is how it resumes: finished
+deterministic (`vitcf.engine.naming`), so re-running the same sweep is how it resumes: finished
 runs are skipped, failed and interrupted ones (a notebook without a record) run again.
 
 Where the runs execute is the executor's business (`vitcf.engine.executors`: this process, subprocesses,
@@ -22,7 +22,6 @@ still importable from it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from vitcf.engine.claims import (  # noqa: F401 - re-exported: vitcf.engine.swee
 )
 from vitcf.engine.executors import ExecutorConfig, run_jobs
 from vitcf.model.methods import make_method
+from vitcf.engine.naming import point_overrides
 from vitcf.engine.presets import GridPoint, Preset, get_preset
 from vitcf.engine.runner import (  # noqa: F401 - re-exported, as above
     RunOutcome,
@@ -45,13 +45,11 @@ from vitcf.engine.runner import (  # noqa: F401 - re-exported, as above
     already_handled,
     describe_error,
     ensure_baseline,
-    point_lr,
-    point_overrides,
     run_one,
     write_error,
 )
 from vitcf.engine.runner import papermill as _papermill
-from vitcf.engine.study import plan_run, record_name
+from vitcf.engine.study import plan_run
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "finetune.ipynb"
 
@@ -103,20 +101,6 @@ def select_points(preset: Preset, only: Iterable[str] | str | None, grid: str = 
         raise ValueError(f"`only` entries {unknown!r} match no point of the {grid} grid of preset {preset.name!r}; "
                          f"{allowed}")
     return tuple(p for p, label in zip(points, labels) if p.method in wanted or label in wanted)
-
-
-def grid_keys(preset: str, grid: str = "core") -> set[str]:
-    """The record names of `grid`'s points with the seed left out (see `grid_key`)."""
-    spec = get_preset(preset)
-    keys = set()
-    for point in spec.points(grid):
-        keys.add(grid_key(record_name(point.method, point.hparams, 0, point_overrides(spec, point))))
-    return keys
-
-
-def grid_key(run: str) -> str:
-    """A record's name without its seed: which configuration of which grid it is."""
-    return re.sub(r"_seed\d+(?=_|$)", "", run)
 
 
 def plan_sweep(

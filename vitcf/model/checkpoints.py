@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from vitcf.base.io import atomic_path
 
 # Containers that training frameworks wrap state dicts in, and prefixes that DataParallel adds.
 _CONTAINER_KEYS = ("state_dict", "model")
@@ -83,40 +82,6 @@ def load_into(model: nn.Module, path: str | os.PathLike, *, ignore: tuple[str, .
     if problems:
         raise CheckpointError(f"checkpoint {path} does not match the model; " + "; ".join(problems))
     model.load_state_dict(state, strict=False)
-
-
-def umask() -> int:
-    """The process's umask (read from /proc where it can be, so that it is never changed, even briefly)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on any error
-    removed. A crash therefore leaves the old file or the new one, never half of one.
-
-    The file gets the permissions of the user's umask (0644 under the usual 022, 0664 under 002),
-    like any file the user writes, not the 0600 of the temporary file it was written as.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_tensors(state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None) -> Path:
