@@ -78,7 +78,7 @@ def test_a_claim_the_rate_decides_is_told_from_one_the_method_decides(rates):
     assert f"Of the {checks} checks of the paper's claims on this page" in headline
     assert f"the rate decides {note.count('the rate decides it')}" in headline
     assert f"the method decides {note.count('the method decides it')}" in headline
-    assert "No rate-axis records yet" in verdicts.rates_headline(None)
+    assert verdicts.rates_headline(table.iloc[:0]) == verdicts.rates_note(table.iloc[:0]) == verdicts.UNCHECKED
 
 
 def test_the_linear_head_claims_read_the_linear_head(rates):
@@ -162,6 +162,8 @@ def test_the_schedule_note_weighs_the_last_change_against_the_seed_spread(rates)
     note = axis_notes.schedule_note(frame, noise)  # Full's seed sd at 6 steps: k-NN 1.41, linear head 1.41
     assert "**Full** at 6, 12, 24 steps: k-NN drop 10.00, 20.00, 30.00 points (still grows: +10.00 from 12 to 24" in note
     assert "linear head drop 38.00, 39.00, 39.00 points (is flat within twice the seed spread: +0.00" in note
+    with pytest.raises(ValueError, match="no schedule-axis records"):  # the page's guard speaks for them
+        axis_notes.schedule_note(frames.axes_frame([], get_preset("smoke")))
 
 
 def test_every_run_is_a_row_and_rates_keep_their_digits(rates):

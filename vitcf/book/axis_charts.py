@@ -1,5 +1,7 @@
-"""Charts of what the comparison depends on (Altair): the learning rate, the schedule length and the new
-domain's resolution, each family on every probe of the pre-training domain."""
+"""Altair charts of what the comparison depends on: the learning rate, the schedule length, the resolution.
+
+Each family is drawn on every probe of the pre-training domain the records carry.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The sentences of the axes page: what each family learns and forgets along the learning rate, the schedule
-length and the new domain's resolution (Markdown)."""
+"""The axes page's sentences (Markdown): what each family learns and forgets along the rate, schedule, resolution."""
 
 from __future__ import annotations
 
@@ -38,6 +37,9 @@ def schedule_note(frame: pd.DataFrame, noise: pd.DataFrame | None = None) -> str
     """Per family and probe: the end-of-training drop at each schedule length, and whether it still grows
     from the second-longest to the longest schedule by more than twice the seed spread (`noise`: the
     rate axis's frame, whose seeds at the paper's rate give each family's standard deviation) (Markdown)."""
+    if frame.empty:
+        raise ValueError("no schedule-axis records to describe: a page shows `vitcf.book.pages.missing_runs` in "
+                         "their place")
     summary = axis_summary(frame, "steps")
     sd = {}
     if noise is not None and not noise.empty:
@@ -64,7 +66,7 @@ def schedule_note(frame: pd.DataFrame, noise: pd.DataFrame | None = None) -> str
             parts.append(text)
         steps = ", ".join(f"{n:,}" for n in rows["steps"])
         lines.append(f"- **{label}** at {steps} steps: " + "; ".join(parts) + ".")
-    return "\n".join(lines) if lines else "*No schedule-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
+    return "\n".join(lines)
 
 
 def probe_gap_note(frame: pd.DataFrame) -> str:

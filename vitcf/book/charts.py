@@ -1,5 +1,7 @@
-"""The study's interactive charts of end-of-run numbers (Altair): the trade-off plane and its ranking, the
-design space, the headline's intervals, the near and far domains, and every pair of configurations.
+"""The study's interactive Altair charts of what each configuration ended with, one chart a view of the page.
+
+The trade-off plane and its ranking, the design space, the headline's intervals, the near and far
+domains, and every pair of configurations.
 
 The published book has no kernel, so its interactivity has to run in the reader's browser: the
 trade-off chart is Vega-Lite, with a slider (the weight w between stability and plasticity) and a

@@ -1,5 +1,8 @@
-"""Charts over training steps and of the analyses (Altair): forgetting during fine-tuning, the backbone's
-pre-training, interpolation back to the pre-trained weights, and where fine-tuning changed the network."""
+"""Altair charts over training steps and of the analyses: forgetting, pre-training, interpolation, drift.
+
+Forgetting during fine-tuning, the backbone's pre-training, interpolation back to the pre-trained
+weights, and where fine-tuning changed the network.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The records' curves and analyses as frames: probes over training steps, the backbone's pre-training,
-interpolation, reversibility and drift."""
+"""The records' curves and analyses as frames: probes over steps, pre-training, interpolation, reversibility, drift."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Figures outside the browser's charts: static matplotlib figures (the trade-off plane for print, the glyph
-domain's samples) and the ipywidgets explorer, whose callbacks need a live kernel."""
+"""Figures outside the browser's charts: static matplotlib figures and the ipywidgets explorer.
+
+The trade-off plane for print and the glyph domain's samples; the explorer's callbacks need a live kernel.
+"""
 
 from __future__ import annotations
 

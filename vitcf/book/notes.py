@@ -263,7 +263,7 @@ def design_headline(frame: pd.DataFrame, runs: list[dict] | None = None, k: int 
     """The design space in a few lines: for each probe, the knob whose range moved it most, with the gap's
     interval (Markdown)."""
     if frame.empty:
-        return "*No design-space record yet: `vitcf sweep --preset <preset> --grid design` makes them.*"
+        raise ValueError("no design-space records to describe: a page shows `vitcf.book.pages.missing_runs` in their place")
     lines = []
     for probe in PROBES:
         found = [(name, *_design_gap(rows, ends, probe, k)) for name, rows, ends in _design_series(frame, runs)
@@ -292,7 +292,7 @@ def design_note(frame: pd.DataFrame, runs: list[dict] | None = None, k: int = 20
     from scipy.stats import spearmanr
 
     if frame.empty:
-        return "*No design-space record yet: `vitcf sweep --preset <preset> --grid design` makes them.*"
+        raise ValueError("no design-space records to describe: a page shows `vitcf.book.pages.missing_runs` in their place")
     lines = []
     for name, rows, ends in _design_series(frame, runs):
         learnt = rows.loc[rows["new_domain_accuracy"].idxmax()]
@@ -342,11 +342,10 @@ def probes_note(frame: pd.DataFrame) -> str:
 
 # --- how far each probe can fall ---------------------------------------------------------------------
 
-def control_note(baseline: dict | None, control: pd.DataFrame | None, k: int = 20) -> str:
+def control_note(baseline: dict | None, control: pd.DataFrame, k: int = 20) -> str:
     """One paragraph: whether the positive control brings each probe down to its random-init level (Markdown)."""
-    if control is None or control.empty:
-        return ("*No positive-control run is recorded for this preset: `vitcf sweep --preset <preset> --grid "
-                "control` makes them.*")
+    if control.empty:
+        raise ValueError("no positive-control records to describe: a page shows `vitcf.book.pages.missing_runs` in their place")
     summary = label_summary(control)
     parts = []
     for probe in (KNN, HEAD, INSTANCE):

@@ -53,13 +53,16 @@ class Study:
 
     @property
     def empty(self) -> bool:
+        """Whether the preset has no run record yet (a page then shows `missing_runs` in its place)."""
         return not self.runs
 
     @property
     def overridden(self) -> bool:
+        """Whether VITCF_BOOK_PRESET made this page show another preset's records than its own."""
         return self.preset != self.requested
 
     def frame(self, k: int = HEADLINE_K) -> pd.DataFrame:
+        """The records as `vitcf.book.frames.records_frame` rows, the k-NN probe read at `k`."""
         return records_frame(self.runs, k=k)
 
     def source(self) -> str:

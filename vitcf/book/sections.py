@@ -1,5 +1,7 @@
-"""Page sections put together from several pieces: the pre-trained backbone's (its provenance, its verdict,
-its learning curve, its recipe search) and the table of the paper's other new domains."""
+"""Page sections put together from several pieces: the pre-trained backbone's, and the paper domains' table.
+
+The backbone's section: its provenance, its verdict, its learning curve, its recipe search.
+"""
 
 from __future__ import annotations
 

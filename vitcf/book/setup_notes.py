@@ -1,5 +1,7 @@
-"""What was run, on what and how long, in sentences: the backbone's card, the protocol, the grids, the glyph
-domain and the measured timings (Markdown)."""
+"""What was run, on what and how long, in sentences (Markdown): the backbone, the protocol, the timings.
+
+The backbone's card, the protocol, the grids, the glyph domain and the measured timings.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The probes of the pre-training domain, the method families, and the statistics the book takes over a records frame.
+"""The probes of the pre-training domain, the method families, and the statistics over a records frame.
 
 Forgetting is measured by probes of the pre-training domain (`PROBES`), and every view that shows
 what was kept shows them side by side: the k-NN probe (the paper's: does the neighbourhood structure

@@ -1,5 +1,4 @@
-"""The tables a page shows, formatted for readers: results, settings, provenance, timings, claims and
-intervals (pandas frames and Stylers)."""
+"""The tables a page shows, formatted for readers: results, settings, provenance, timings, claims, intervals."""
 
 from __future__ import annotations
 

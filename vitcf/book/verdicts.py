@@ -1,5 +1,4 @@
-"""The paper's headline claims tested on a frame, by each probe and at each learning rate: verdicts, the
-claims table, and what they add up to in words.
+"""The paper's headline claims tested on a frame, by each probe and at each rate: verdicts, table, sentences.
 
 A claim is tested on the paper's reported numbers (the k-NN probe's alone) or on our records; given the
 records with per-query correctness, our verdicts are three-way, from each claim's 95% interval
@@ -238,22 +237,24 @@ def _checks(table: pd.DataFrame):
                 yield claim, about, paper[claim], held, failed, unsure
 
 
+UNCHECKED = "*None of the paper's claims could be checked at a common rate on these records.*"
+
+
 def rates_note(table: pd.DataFrame) -> str:
     """Which of the paper's claims survive matched rates and which were the rates speaking (Markdown);
     `table` is `claims_by_rate`'s."""
     lines = [f"- *{claim}* ({about}): {paper} at the paper's rates; {_where(held, failed, unsure)}: "
              f"{_reason(paper, held, failed, unsure)}."
              for claim, about, paper, held, failed, unsure in _checks(table)]
-    return "\n".join(lines) if lines else "*No rate-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
+    return "\n".join(lines) if lines else UNCHECKED
 
 
-def rates_headline(table: pd.DataFrame | None) -> str:
+def rates_headline(table: pd.DataFrame) -> str:
     """The rate axis in one sentence: of the claims checked on each probe, how many the method decides and
     how many the rate (Markdown); `table` is `claims_by_rate`'s."""
-    reasons = [_reason(paper, held, failed, unsure) for _, _, paper, held, failed, unsure in _checks(table)] \
-        if table is not None else []
+    reasons = [_reason(paper, held, failed, unsure) for _, _, paper, held, failed, unsure in _checks(table)]
     if not reasons:
-        return "*No rate-axis records yet: `make axes` (`make glyphs-axes`) makes them.*"
+        return UNCHECKED
     parts = [text.format(n=n) for start, text in _SHORT if (n := sum(r.startswith(start) for r in reasons))]
     listed = "; ".join(parts)
     return (f"**In short.** Of the {len(reasons)} checks of the paper's claims on this page (one claim on one probe, "
