@@ -57,27 +57,28 @@ def test_interpolation_refuses_bad_methods_and_weights(tmp_path):
 def test_analysis_records_draw(tmp_path):
     import vl_convert as vlc
 
-    from vitcf.book import plots
-    from vitcf.engine.records import read_records, records_frame
+    from vitcf.book import curve_charts, curve_frames
+    from vitcf.book.frames import records_frame
+    from vitcf.engine.records import read_records
 
     curve = interpolation("smoke", "lora", {"r": 4}, alphas=(0, 0.5, 1), results_dir=tmp_path, progress=False)
-    frame = plots.interpolation_frame([curve])
+    frame = curve_frames.interpolation_frame([curve])
     assert list(frame["alpha"]) == [0.0, 0.5, 1.0] and set(frame["label"]) == {"LoRA r=4"}
     run("smoke", "linear", {}, seed=0, results_dir=tmp_path, progress=False, forgetting_steps=())
-    chart = plots.interpolation_chart([curve], records_frame(read_records(tmp_path)), alpha=0.5)
+    chart = curve_charts.interpolation_chart([curve], records_frame(read_records(tmp_path)), alpha=0.5)
     spec = chart.to_dict()
-    assert spec["params"][0]["name"] == plots.ALPHA_PARAM and spec["params"][0]["bind"]["step"] == 0.5
+    assert spec["params"][0]["name"] == curve_charts.ALPHA_PARAM and spec["params"][0]["bind"]["step"] == 0.5
     svg = vlc.vegalite_to_svg(spec)
     assert "LoRA r=4" in svg and "Linear" in svg
     with pytest.raises(ValueError, match=r"alpha=0.3 was not measured; measured: \[0.0, 0.5, 1.0\]"):
-        plots.interpolation_chart([curve], alpha=0.3)
+        curve_charts.interpolation_chart([curve], alpha=0.3)
     flip = reversibility("smoke", "lora", {"r": 4}, results_dir=tmp_path, progress=False)
-    states = plots.reversibility_frame([flip]).set_index("state")
+    states = curve_frames.reversibility_frame([flip]).set_index("state")
     assert list(states.index) == ["adapted", "merged", "removed"] and states.loc["removed", "drop"] == 0
 
 
 def test_the_standard_set_is_validated_then_run_and_read_back(tmp_path, monkeypatch):
-    from vitcf.book import report
+    from vitcf.book import pages
     from vitcf.engine.analyses import default_plan, run_analyses
 
     plan = default_plan("smoke")
@@ -96,11 +97,11 @@ def test_the_standard_set_is_validated_then_run_and_read_back(tmp_path, monkeypa
     done = run_analyses("smoke", only=["interpolation"], results_dir=tmp_path / "smoke", progress=False,
                         on_record=seen.append, train_missing=True)
     assert [r["label"] for r in done] == ["Full", "LoRA r=8"] and len(seen) == 2
-    monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path))
-    monkeypatch.delenv(report.PRESET_ENV, raising=False)
-    study = report.load_study("smoke")
-    assert list(report.analyses(study)) == ["interpolation"]
-    assert "vitcf analyse --preset smoke --only reversibility" in report.missing_analysis(study, "reversibility")
+    monkeypatch.setenv(pages.RESULTS_ENV, str(tmp_path))
+    monkeypatch.delenv(pages.PRESET_ENV, raising=False)
+    study = pages.load_study("smoke")
+    assert list(pages.analyses(study)) == ["interpolation"]
+    assert "vitcf analyse --preset smoke --only reversibility" in pages.missing_analysis(study, "reversibility")
 
 
 def test_cli_analyse_runs_and_refuses_bad_names(tmp_path, capsys):

@@ -5,7 +5,7 @@ are drawn) and builds this checkout's book with `jupyter-book build . -W -n --ke
 temporary folder, with VITCF_RESULTS pointing at the records and VITCF_BOOK_PRESET=smoke. The tests
 check that the pages show exactly the records' numbers, then open the mini-study page in headless
 Chromium (Debian's package, driven by Playwright): the charts must draw offline with no console
-error, and moving the w slider must re-rank the methods exactly as vitcf.book.plots.rank_methods does.
+error, and moving the w slider must re-rank the methods exactly as vitcf.book.stats.rank_methods does.
 """
 
 import contextlib
@@ -18,15 +18,30 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from vitcf.book import axes, evidence, findings, plots, ranges, report
+from vitcf.book import (
+    axis_notes,
+    charts,
+    curve_charts,
+    curve_frames,
+    evidence,
+    frames,
+    notes,
+    pages,
+    setup_notes,
+    site,
+    stats,
+    tables,
+    verdicts,
+)
+from vitcf.book.frames import records_frame
 from vitcf.base import io
-from vitcf.engine import records
 from vitcf.engine.analyses import run_analyses
 from vitcf.engine.presets import get_preset
-from vitcf.engine.records import read_records, records_frame
+from vitcf.engine.records import read_records
 from vitcf.engine.study import execute, run
 from vitcf.engine.naming import grid_key, grid_keys
 from vitcf.engine.sweep import plan_sweep
+from vitcf.model import revert
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,7 +72,7 @@ def book(tmp_path_factory):
             execute(planned.plan, progress=False)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, never a `jupyter book` (v2)
     assert jupyter_book.exists(), f"no {jupyter_book}: install the book extra (jupyter-book>=1.0.4,<2)"
-    env = os.environ | {report.RESULTS_ENV: str(root / "results"), report.PRESET_ENV: "smoke"}
+    env = os.environ | {pages.RESULTS_ENV: str(root / "results"), pages.PRESET_ENV: "smoke"}
     build = subprocess.run([str(jupyter_book), "build", str(REPO), "-W", "-n", "--keep-going",
                             "--path-output", str(root / "out")], capture_output=True, text=True, timeout=1200, env=env)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-4000:]
@@ -89,19 +104,19 @@ def test_the_design_page_reads_the_design_records(book):
     folder = html.parents[2] / "results" / "smoke"
     keys = grid_keys("smoke", "design")
     design = [r for r in read_records(folder) if grid_key(r["run"]) in keys]
-    frame = plots.design_frame(design)
+    frame = frames.design_frame(design)
     assert set(frame["label"]) == {"Surgical block 1", "Surgical block 7", "Surgical block 12", "Top-1", "Top-2",
                                    "Top-3", "LoRA r=4 (all)", "LoRA r=8", *(f"Block exp. p={p}" for p in range(1, 5))}
     text = text_of(html / "notebooks" / "design_space.html")
     assert f"Numbers on this page: {len(design)} run record(s) of the smoke preset" in text
-    for line in findings.design_note(frame, design).splitlines():  # "- **Axis**: sentence" bullets, gaps with intervals
+    for line in notes.design_note(frame, design).splitlines():  # "- **Axis**: sentence" bullets, gaps with intervals
         assert " ".join(line.split("**: ", 1)[1].split()) in text, line
-    for line in findings.design_headline(frame, design).splitlines()[2:]:  # the answer first, above the chart
+    for line in notes.design_headline(frame, design).splitlines()[2:]:  # the answer first, above the chart
         assert " ".join(line.split("**: ", 1)[1].split()) in text.split("One knob at a time")[0], line
     soup = BeautifulSoup((html / "notebooks" / "design_space.html").read_text(), "html.parser")
-    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the axis chart, then the trade-off plane
+    assert len(soup.select(f"div.{site.CHART_CLASS}")) == 2  # the axis chart, then the trade-off plane
     mini = text_of(html / "notebooks" / "mini_study.html")
-    assert " ".join(findings.early_forgetting_note(plots.forgetting_curve_frame(core)).split()) in mini
+    assert " ".join(notes.early_forgetting_note(curve_frames.forgetting_curve_frame(core)).split()) in mini
 
 
 def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
@@ -115,22 +130,22 @@ def test_the_axes_page_reads_both_axes_and_shows_both_probes(book):
     text = text_of(html / "notebooks" / "axes.html")
     assert f"Numbers on this page: {len(found['rates'])} run record(s) of the smoke preset" in text
     spec = get_preset("smoke")
-    rates, schedule = (axes.axes_frame(found[grid], spec) for grid in ("rates", "schedule"))
-    rates_note = axes.rates_note(axes.claims_by_rate(rates, found["rates"]))  # as the page: with intervals
-    for note in (axes.learning_note(rates), rates_note, axes.schedule_note(schedule, rates),
-                 axes.grids_note(spec)):
+    rates, schedule = (frames.axes_frame(found[grid], spec) for grid in ("rates", "schedule"))
+    rates_note = verdicts.rates_note(verdicts.claims_by_rate(rates, found["rates"]))  # as the page: with intervals
+    for note in (axis_notes.learning_note(rates), rates_note, axis_notes.schedule_note(schedule, rates),
+                 setup_notes.grids_note(spec)):
         for line in note.splitlines():
             assert " ".join(line.lstrip("- ").replace("**", "").replace("*", "").replace("`", "").split()) in text, line
     for record in found["rates"] + found["schedule"]:
         assert record["run"] in text  # every run has its row
     soup = BeautifulSoup((html / "notebooks" / "axes.html").read_text(), "html.parser")
-    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the rate chart, then the schedule chart
+    assert len(soup.select(f"div.{site.CHART_CLASS}")) == 2  # the rate chart, then the schedule chart
     assert "linear head" in text and "k-NN probe (the paper's)" in text
 
 
 def test_the_results_table_is_the_records(book):
     html, frame, core = book
-    table = report.results_table(frame)
+    table = tables.results_table(frame)
     assert (table["seeds"] == 2).sum() == 2  # LoRA r=8 and Linear, with mean ± sd
     text = text_of(html / "notebooks" / "mini_study.html")
     for label, row in table.iterrows():
@@ -138,9 +153,9 @@ def test_the_results_table_is_the_records(book):
         assert line in text, line
     assert "randomly initialised micro ViT" in text
     # every pair compared with intervals, corrected for the number of pairs, and each drop with its interval
-    assert " ".join(evidence.pairwise_note(evidence.pairwise_frame(core)).split()) in text
+    assert " ".join(notes.pairwise_note(evidence.pairwise_frame(core)).split()) in text
     baseline = io.read_json(html.parents[2] / "results" / "smoke" / "baseline.json")
-    cells = evidence.drop_cells(evidence.drop_table(core, baseline))
+    cells = tables.drop_cells(evidence.drop_table(core, baseline))
     assert cells.loc["Linear", "k-NN drop (points)"] == "0.00 [0.00, 0.00]"  # a frozen backbone: exactly nothing
     for label, row in cells.iterrows():
         assert " ".join([label, *row.to_list()]) in text, label
@@ -154,17 +169,17 @@ def test_the_mini_page_shows_every_probe_its_range_and_the_positive_control(book
     control = [r for r in read_records(folder) if grid_key(r["run"]) in grid_keys("smoke", "control")]
     assert len(control) == 2
     text = text_of(html / "notebooks" / "mini_study.html")
-    controls = ranges.control_frame(control)
-    table = report.results_table(report.with_control(frame, controls))
+    controls = frames.control_frame(control)
+    table = tables.results_table(frames.with_control(frame, controls))
     for label in controls["label"]:
         assert label in text and label in table.index
     assert "instance retrieval (%), k=20" in table.columns and "instance retrieval (%), k=20" in text
-    for note in (ranges.control_note(baseline, controls), ranges.headline(frame, baseline),
-                 findings.ten_step_note(core, baseline=baseline)):
+    for note in (notes.control_note(baseline, controls), notes.margin_headline(frame, baseline),
+                 notes.ten_step_note(core, baseline=baseline)):
         for line in note.splitlines():  # Markdown's emphasis and code marks are gone once rendered
             plain = "".join(line.lstrip("- ").replace("**", "").replace("`", "").replace("*", "").split())
             assert plain in "".join(text.replace("*", "").split()), line
-    levels = ranges.probe_range_table(baseline, controls)
+    levels = tables.probe_range_table(baseline, controls)
     for value in levels.loc["instance retrieval, k=20"].dropna():
         assert f"{value:.2f}".rstrip("0").rstrip(".") in text or f"{value:.2f}" in text
     soup = BeautifulSoup((html / "notebooks" / "mini_study.html").read_text(), "html.parser")
@@ -174,11 +189,11 @@ def test_the_mini_page_shows_every_probe_its_range_and_the_positive_control(book
 def test_the_discussion_is_written_from_the_records(book):
     html, frame, _ = book
     text = text_of(html / "notebooks" / "discussion.html")
-    checks = findings.revert_checks("micro")
-    paper = report.paper_chart_frame()
-    for note in (findings.linear_note(paper), findings.linear_note(frame), findings.lora_note(paper),
-                 findings.lora_note(frame, checks), findings.budget_note(paper), findings.budget_note(frame),
-                 findings.vit_b_budget()):
+    checks = revert.revert_checks("micro")
+    paper = frames.paper_chart_frame()
+    for note in (notes.linear_note(paper), notes.linear_note(frame), notes.lora_note(paper),
+                 notes.lora_note(frame, checks), notes.budget_note(paper), notes.budget_note(frame),
+                 notes.vit_b_budget()):
         assert " ".join(note.split()) in text, note
 
 
@@ -187,23 +202,23 @@ def test_the_analyses_page_shows_every_state_and_curve(book):
     text = text_of(html / "notebooks" / "beyond.html")
     assert "No reversibility analysis" not in text and "No interpolation analysis" not in text
     folder = html.parents[2] / "results" / "smoke"  # the fixture's records, beside the build
-    records = report.analyses(report.Study("smoke", "beyond", folder, [], None))
-    reversible = plots.reversibility_frame(records["reversibility"])
+    records = pages.analyses(pages.Study("smoke", "beyond", folder, [], None))
+    reversible = curve_frames.reversibility_frame(records["reversibility"])
     assert set(reversible["label"]) == {"LoRA r=4", "LoRA r=8", "LoRA r=16", "Block exp. p=1", "Block exp. p=2",
                                         "Block exp. p=3", "Block exp. p=4"}
     for label in reversible["label"]:
         assert label in text
     soup = BeautifulSoup((html / "notebooks" / "beyond.html").read_text(), "html.parser")
-    assert len(soup.select(f"div.{plots.CHART_CLASS}")) == 2  # the drift chart, then the interpolation chart
+    assert len(soup.select(f"div.{site.CHART_CLASS}")) == 2  # the drift chart, then the interpolation chart
 
 
 def test_the_paper_page_shows_the_reported_table_and_the_measured_times(book):
     html, frame, runs = book
     text = text_of(html / "notebooks" / "paper_scale.html")
-    for label, row in report.paper_reference().iterrows():
+    for label, row in tables.paper_reference().iterrows():
         assert f"{label} {row['family']} {row['trainable params (reported)']} {row['CIFAR-100 (%)']}" in text
-    study = report.Study("smoke", "paper", Path("unused"), runs, None)
-    assert " ".join(report.timing_summary(study).split()) in text
+    study = pages.Study("smoke", "paper", Path("unused"), runs, None)
+    assert " ".join(setup_notes.timing_summary(study).split()) in text
     for record in runs:
         assert f"{record['timings']['total_seconds']:.1f}" in text
     assert "VITCF_IMAGENET" in text
@@ -254,7 +269,7 @@ def displayed(chart, labels) -> list[tuple[str, str]]:
 
 
 def expected(frame, w) -> list[tuple[str, str]]:
-    return [(row.label, f"{row.score:.1f}") for row in plots.rank_methods(frame, w).itertuples()]
+    return [(row.label, f"{row.score:.1f}") for row in stats.rank_methods(frame, w).itertuples()]
 
 
 def same_ranking(shown, wanted) -> bool:
@@ -274,7 +289,7 @@ def listen(page, requests: list) -> list:
 @contextlib.contextmanager
 def offline_page(html: Path, path: Path):
     """`path` open in headless Chromium; afterwards, assert it logged no console error and requested
-    nothing from the network (the theme's own slips are mended by vitcf.book.bookext and _config.yml)."""
+    nothing from the network (the theme's own slips are mended by vitcf.book.site and _config.yml)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -306,14 +321,14 @@ def test_charts_render_offline_and_the_slider_reranks(book):
     labels = set(frame["label"])
     page_file = html / "notebooks" / "mini_study.html"
     text = page_file.read_text()
-    assert f'defer="defer" src="../_static/{plots.BUNDLE_NAME}' in text  # loaded where a chart is, and only there
-    assert plots.BUNDLE_NAME not in (html / "book" / "related.html").read_text()
-    assert (html / "_static" / plots.BUNDLE_NAME).stat().st_size > 500_000
+    assert f'defer="defer" src="../_static/{site.BUNDLE_NAME}' in text  # loaded where a chart is, and only there
+    assert site.BUNDLE_NAME not in (html / "book" / "related.html").read_text()
+    assert (html / "_static" / site.BUNDLE_NAME).stat().st_size > 500_000
     assert "require.js" not in text and "cdn." not in text
     with offline_page(html, page_file) as page:
-        page.wait_for_selector(f".{plots.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=20_000)
+        page.wait_for_selector(f".{site.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=20_000)
         # the pairwise heatmap, the trade-off, the forgetting curves, then the near-vs-far domains chart
-        pairwise, tradeoff, curve, *_ = page.locator(f"div.{plots.CHART_CLASS}").all()
+        pairwise, tradeoff, curve, *_ = page.locator(f"div.{site.CHART_CLASS}").all()
         assert tradeoff.locator("g.ranking_group").count() == 1
         pairwise.locator("svg.marks").wait_for(timeout=20_000)
         cells = """el => el.querySelectorAll('g.mark-rect.role-mark path').length"""
@@ -326,7 +341,7 @@ def test_charts_render_offline_and_the_slider_reranks(book):
         curve.locator("svg.marks").wait_for(timeout=20_000)
         assert same_ranking(displayed(tradeoff, labels), expected(frame, 0.5))
 
-        slider = tradeoff.locator(f'input[type="range"][name="{plots.WEIGHT_PARAM}"]')
+        slider = tradeoff.locator(f'input[type="range"][name="{charts.WEIGHT_PARAM}"]')
         for w in ("1", "0"):
             with redrawn(page, tradeoff):
                 slider.evaluate(MOVE_SLIDER, w)
@@ -343,12 +358,12 @@ def test_charts_render_offline_and_the_slider_reranks(book):
 def test_the_interpolation_slider_moves_the_marked_points(book):
     html, _, _ = book
     with offline_page(html, html / "notebooks" / "beyond.html") as page:
-        chart = page.locator(f"div.{plots.CHART_CLASS}").last  # the interpolation chart
+        chart = page.locator(f"div.{site.CHART_CLASS}").last  # the interpolation chart
         chart.locator("svg.marks").wait_for(timeout=20_000)
         marked = """el => [...el.querySelectorAll('g[class*="interpolation_marked"] path')].map(n => n.getAttribute('transform'))"""
         at_one = chart.evaluate(marked)
         assert at_one  # one marked point per curve
-        slider = chart.locator(f'input[type="range"][name="{plots.ALPHA_PARAM}"]')
+        slider = chart.locator(f'input[type="range"][name="{curve_charts.ALPHA_PARAM}"]')
         with redrawn(page, chart):
             slider.evaluate(MOVE_SLIDER, "0")
         assert chart.evaluate(marked) != at_one
@@ -393,12 +408,12 @@ def read_every_page(html: Path) -> dict:
                 errors = listen(page, requests)
                 page.goto((html / f"{name}.html").as_uri())
                 page.wait_for_load_state("load")
-                charts = page.locator(f"div.{plots.CHART_CLASS}")
-                for chart in charts.all():
+                drawn = page.locator(f"div.{site.CHART_CLASS}")
+                for chart in drawn.all():
                     chart.locator("svg.marks").wait_for(timeout=20_000)
                 page.wait_for_timeout(300)  # MathJax typesets after load
                 seen[name] = {
-                    "charts": charts.count(), "marks": page.evaluate(READ_MARKS),
+                    "charts": drawn.count(), "marks": page.evaluate(READ_MARKS),
                     "text": page.locator("article").inner_text(),
                     "raw_math": page.locator("article .math").count()
                     - page.locator("article .math mjx-container").count(),
@@ -447,7 +462,7 @@ def test_every_chart_fits_the_column_on_a_desktop_and_on_a_phone(book):
     from playwright.sync_api import sync_playwright
 
     html, _, _ = book
-    charted = [name for name in TOC_PAGES if f'class="{plots.CHART_CLASS}"' in (html / f"{name}.html").read_text()]
+    charted = [name for name in TOC_PAGES if f'class="{site.CHART_CLASS}"' in (html / f"{name}.html").read_text()]
     assert "book/intro" in charted and "notebooks/mini_study" in charted
     scaled = 0
     with sync_playwright() as p:
@@ -457,7 +472,7 @@ def test_every_chart_fits_the_column_on_a_desktop_and_on_a_phone(book):
                 page = browser.new_page(viewport={"width": width, "height": 900})
                 for name in charted:
                     page.goto((html / f"{name}.html").as_uri())
-                    for chart in page.locator(f"div.{plots.CHART_CLASS}").all():
+                    for chart in page.locator(f"div.{site.CHART_CLASS}").all():
                         chart.locator("svg.marks").wait_for(timeout=20_000)
                     for chart in page.evaluate(CHART_FIT):
                         assert chart["past"] <= 1, (width, name, chart)
@@ -504,7 +519,7 @@ def test_every_page_fits_a_desktop_and_a_phone_with_nothing_cut(book):
                 errors = listen(page, [])
                 for name in TOC_PAGES:
                     page.goto((html / f"{name}.html").as_uri())
-                    for chart in page.locator(f"div.{plots.CHART_CLASS}").all():
+                    for chart in page.locator(f"div.{site.CHART_CLASS}").all():
                         chart.locator("svg.marks").wait_for(timeout=20_000)
                     layout = page.evaluate(READ_LAYOUT)
                     assert layout["out"] == [], (width, name, layout["out"][:5])

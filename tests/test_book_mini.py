@@ -24,7 +24,7 @@ from test_book import (
     text_of,
 )
 
-from vitcf.book import axes, plots, report
+from vitcf.book import axis_charts, charts, curve_charts, pages, site, stats
 from vitcf.model.backbones import weights_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,11 +41,11 @@ def mini_book(tmp_path_factory):
     assert (weights_dir() / "mini.json").is_file(), "the shipped mini backbone's card is missing"
     out = tmp_path_factory.mktemp("mini-book")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    env = {k: v for k, v in os.environ.items() if k not in (report.RESULTS_ENV, report.PRESET_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in (pages.RESULTS_ENV, pages.PRESET_ENV)}
     build = subprocess.run([str(jupyter_book), "build", str(REPO), "-W", "-n", "--keep-going", "--path-output",
                             str(out)], capture_output=True, text=True, timeout=1800, env=env, cwd=REPO)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-4000:]
-    study = report.load_study("mini-glyphs")
+    study = pages.load_study("mini-glyphs")
     return out / "_build" / "html", study
 
 
@@ -57,13 +57,13 @@ def test_every_results_page_is_filled_from_the_records(mini_book):
         assert "No run of the" not in text and "is recorded in" not in text.replace("records", ""), name
         assert "These records lack" not in text, name
     mini = text_of(html / "notebooks" / "mini_study.html")
-    card = report.weights_card("mini")
+    card = pages.weights_card("mini")
     assert card["weights"]["sha256"] in mini  # the backbone section reads the shipped card
     assert "Learning curve." in mini and "Recipe search." in mini
     for label, row in study.frame().groupby("label")["new_domain_accuracy"].mean().items():
         assert f"{row:.2f}" in mini, label  # the results table is the records'
     assert "instance retrieval (%), k=20" in mini and "Positive control." in mini
-    near = report.load_study("mini").frame()
+    near = pages.load_study("mini").frame()
     for label, row in near.groupby("label")["new_domain_accuracy"].mean().round(2).items():
         assert f"{row:g}" in mini, label  # the near domain's accuracies, beside the far one's
 
@@ -74,13 +74,13 @@ def test_the_mini_page_sliders_rerank_and_redraw(mini_book):
     frame = study.frame()
     labels = set(frame["label"])
     with offline_page(html, html / "notebooks" / "mini_study.html") as page:
-        page.wait_for_selector(f".{plots.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=30_000)
-        charts = page.locator(f"div.{plots.CHART_CLASS}")
-        tradeoff = charts.filter(has=page.locator(f'input[name="{plots.WEIGHT_PARAM}"]'))
-        curve = charts.filter(has=page.locator(f'input[name="{plots.STEP_PARAM}"]'))
+        page.wait_for_selector(f".{site.CHART_CLASS} svg.marks g.ranking_group", state="attached", timeout=30_000)
+        drawn = page.locator(f"div.{site.CHART_CLASS}")
+        tradeoff = drawn.filter(has=page.locator(f'input[name="{charts.WEIGHT_PARAM}"]'))
+        curve = drawn.filter(has=page.locator(f'input[name="{curve_charts.STEP_PARAM}"]'))
         curve.locator("svg.marks").wait_for(timeout=30_000)
         assert same_ranking(displayed(tradeoff, labels), expected(frame, 0.5))
-        slider = tradeoff.locator(f'input[type="range"][name="{plots.WEIGHT_PARAM}"]')
+        slider = tradeoff.locator(f'input[type="range"][name="{charts.WEIGHT_PARAM}"]')
         rankings = set()
         for w in ("1", "0"):
             with redrawn(page, tradeoff):
@@ -93,7 +93,7 @@ def test_the_mini_page_sliders_rerank_and_redraw(mini_book):
         bars = """el => [...el.querySelectorAll('g[class*="forgetting_at_step"] path')].map(p => p.getAttribute('d'))"""
         at_end = curve.evaluate(bars)
         with redrawn(page, curve):
-            curve.locator(f'input[type="radio"][name="{plots.STEP_PARAM}"][value="0"]').check()  # before any step
+            curve.locator(f'input[type="radio"][name="{curve_charts.STEP_PARAM}"][value="0"]').check()  # before any step
         at_start = curve.evaluate(bars)
         assert at_start and at_start != at_end
 
@@ -104,23 +104,23 @@ def test_the_axes_page_rate_and_length_sliders_redraw(mini_book):
     marks = """(el, name) => [...el.querySelectorAll(`g.role-mark[class*="${name}"] :is(path, line)`)]
                                 .map(m => m.outerHTML)"""  # the marks of the named view, not its axes
     with offline_page(html, html / "notebooks" / "axes.html") as page:
-        charts = page.locator(f"div.{plots.CHART_CLASS}")
-        rate_chart = charts.filter(has=page.locator(f'input[name="{axes.RATE_PARAM}"]'))
-        length_chart = charts.filter(has=page.locator(f'input[name="{axes.LENGTH_PARAM}"]'))
+        drawn = page.locator(f"div.{site.CHART_CLASS}")
+        rate_chart = drawn.filter(has=page.locator(f'input[name="{axis_charts.RATE_PARAM}"]'))
+        length_chart = drawn.filter(has=page.locator(f'input[name="{axis_charts.LENGTH_PARAM}"]'))
         for chart in (rate_chart, length_chart):
             chart.locator("svg.marks").wait_for(timeout=30_000)
-        rates = rate_chart.locator(f'input[type="radio"][name="{axes.RATE_PARAM}"]')
+        rates = rate_chart.locator(f'input[type="radio"][name="{axis_charts.RATE_PARAM}"]')
         seen = []
         for index in reversed(range(rates.count())):  # every rate of the grid
             with redrawn(page, rate_chart):
                 rates.nth(index).check()
             bars = [bar for view in ("at_rate_knn", "at_rate_linear_head", "at_rate_instance_retrieval")
                     for bar in rate_chart.evaluate(marks, view)]
-            assert len(bars) == 3 * len(axes.LABELS), index  # one bar per family and probe
+            assert len(bars) == 3 * len(stats.AXIS_LABELS), index  # one bar per family and probe
             seen.append(tuple(bars))
         assert len(set(seen)) == len(seen)  # each rate draws its own bars
 
-        lengths = length_chart.locator(f'input[type="radio"][name="{axes.LENGTH_PARAM}"]')
+        lengths = length_chart.locator(f'input[type="radio"][name="{axis_charts.LENGTH_PARAM}"]')
         curves = []
         for index in reversed(range(lengths.count())):  # from the longest: it starts at 0
             with redrawn(page, length_chart):

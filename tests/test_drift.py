@@ -57,14 +57,14 @@ def test_runs_record_where_they_drifted(tmp_path):
 def test_drift_chart_draws_from_records(tmp_path):
     import vl_convert as vlc
 
-    from vitcf.book import plots
+    from vitcf.book import curve_charts, curve_frames
 
     runs = [run("smoke", m, h, 0, results_dir=tmp_path, progress=False, forgetting_steps=())
             for m, h in (("linear", {}), ("block_expansion", {"p": 2}))]
-    frame = plots.drift_frame(runs)
+    frame = curve_frames.drift_frame(runs)
     assert len(frame) == 24 and set(frame["block"]) == set(range(1, 13))
-    svg = vlc.vegalite_to_svg(plots.drift_chart(runs).to_dict())
+    svg = vlc.vegalite_to_svg(curve_charts.drift_chart(runs).to_dict())
     assert "Block exp. p=2" in svg and "After pre-trained block" in svg
     old = dict(runs[0], metrics={k: v for k, v in runs[0]["metrics"].items() if k != "drift"})
     with pytest.raises(ValueError, match="none of the 1 records measured representation drift"):
-        plots.drift_chart([old])
+        curve_charts.drift_chart([old])

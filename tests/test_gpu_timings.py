@@ -70,9 +70,9 @@ def test_without_a_gpu_it_refuses_and_points_at_smoke(tmp_path, capsys, monkeypa
 
 
 def test_the_reproducibility_note_reads_a_gpu_record_and_says_when_there_is_none(tmp_path):
-    from vitcf.book import report
+    from vitcf.book import setup_notes
 
-    assert "No GPU timing of the mini commands is recorded" in report.gpu_timings_note(tmp_path)
+    assert "No GPU timing of the mini commands is recorded" in setup_notes.gpu_timings_note(tmp_path)
     folder = tmp_path / "benchmarks" / "results"
     folder.mkdir(parents=True)
     doc = {"gpu": "NVIDIA H200", "smoke": False, "date": "2026-12-04T10:00:00+00:00",
@@ -81,9 +81,9 @@ def test_the_reproducibility_note_reads_a_gpu_record_and_says_when_there_is_none
            "runs": [{"method": "full", "label": "Full", "wall_seconds": 21.4, "status": "finished"},
                     {"method": "lora", "wall_seconds": 60.0, "status": "timed out after 60 s"}]}
     (folder / "gpu_timings.json").write_text(json.dumps(doc))
-    note = report.gpu_timings_note(tmp_path)
+    note = setup_notes.gpu_timings_note(tmp_path)
     assert note.startswith("On one NVIDIA H200 (2026-12-04), `vitcf pretrain --preset mini` took 2.5 minutes "
                            "(timed out after 150 s, 9 epochs finished in 131 s of training)")
     assert "Full 21 s; lora 60 s (timed out after 60 s) of wall time" in note
     (folder / "gpu_timings.json").write_text(json.dumps(doc | {"smoke": True}))
-    assert "No GPU timing" in report.gpu_timings_note(tmp_path)  # a smoke run's numbers mean nothing
+    assert "No GPU timing" in setup_notes.gpu_timings_note(tmp_path)  # a smoke run's numbers mean nothing

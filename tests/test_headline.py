@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vitcf.book import headline, report
+from vitcf.book import charts, frames, notes, pages, tables
 from vitcf.base.uncertainty import pack
 
 QUERIES = 2000
@@ -27,8 +27,8 @@ RUNS = [record("Full", "standard", s, 90, 60, 10, params=100) for s in (0, 1)] +
 
 
 def test_the_frame_has_what_was_learnt_and_each_probe_s_drop_with_intervals():
-    frame = headline.headline_frame(RUNS, BASELINE).set_index(["label", "measure"])
-    full_learnt = frame.loc[("Full", headline.LEARNT)]
+    frame = frames.headline_frame(RUNS, BASELINE).set_index(["label", "measure"])
+    full_learnt = frame.loc[("Full", frames.LEARNT)]
     assert full_learnt["value"] == pytest.approx(90) and full_learnt["low"] < 90 < full_learnt["high"]
     assert full_learnt["seeds"] == 2 and full_learnt["family"] == "standard"
     knn = frame.loc[("Full", "forgot: k-NN drop (points)")]
@@ -36,27 +36,27 @@ def test_the_frame_has_what_was_learnt_and_each_probe_s_drop_with_intervals():
     instance = frame.loc[("Full", "forgot: instance retrieval drop (points)")]
     assert instance["value"] == pytest.approx(20)
     assert frame.loc[("LoRA r=8", "forgot: k-NN drop (points)"), "low"] < 0  # the same accuracy: no clear drop
-    assert frame.loc[("Full", headline.LEARNT), "interval"].startswith("90.00 [")
+    assert frame.loc[("Full", frames.LEARNT), "interval"].startswith("90.00 [")
     assert list(dict.fromkeys(frame.index.get_level_values("label"))) == ["Full", "LoRA r=8"]  # family order
-    assert headline.headline_frame([{**r, "metrics": {}} for r in RUNS], BASELINE).empty  # no correctness, no rows
+    assert frames.headline_frame([{**r, "metrics": {}} for r in RUNS], BASELINE).empty  # no correctness, no rows
 
 
 def test_the_chart_has_one_panel_per_measure_and_a_zero_rule_on_the_drops():
-    spec = headline.headline_chart(headline.headline_frame(RUNS, BASELINE)).to_dict()
+    spec = charts.headline_chart(frames.headline_frame(RUNS, BASELINE)).to_dict()
     panels = spec["hconcat"]
     assert [p["layer"][-1]["encoding"]["x"]["title"] for p in panels] == [
-        headline.LEARNT, "forgot: k-NN drop (points)", "forgot: instance retrieval drop (points)"]
+        frames.LEARNT, "forgot: k-NN drop (points)", "forgot: instance retrieval drop (points)"]
     assert len(panels[0]["layer"]) == 2 and all(len(p["layer"]) == 3 for p in panels[1:])  # the rule at zero
     assert panels[0]["layer"][1]["encoding"]["y"]["axis"]["labels"] is True
     assert panels[1]["layer"][2]["encoding"]["y"]["axis"]["labels"] is False  # names once, on the left
     assert spec["hconcat"][0]["width"] * 3 < 688
     with pytest.raises(ValueError, match="no per-query correctness"):
-        headline.headline_chart(headline.headline_frame([], BASELINE))
+        charts.headline_chart(frames.headline_frame([], BASELINE))
 
 
 def test_the_note_names_the_largest_drop_the_unclear_ones_and_the_control_s_scale():
-    control = headline.headline_frame([record("Re-init", "control", s, 50, 20, 3) for s in (0, 1)], BASELINE)
-    note = headline.headline_note(headline.headline_frame(RUNS, BASELINE), control)
+    control = frames.headline_frame([record("Re-init", "control", s, 50, 20, 3) for s in (0, 1)], BASELINE)
+    note = notes.headline_note(frames.headline_frame(RUNS, BASELINE), control)
     lines = note.splitlines()
     assert lines[0].startswith("- By k-NN, Full loses the most, 20.00 [")
     assert "1 of the 2 configurations lose nothing the probe can tell from none (LoRA r=8)" in lines[0]
@@ -65,10 +65,10 @@ def test_the_note_names_the_largest_drop_the_unclear_ones_and_the_control_s_scal
 
 
 def test_the_claims_view_sets_the_paper_beside_ours_with_nothing_cut():
-    study = report.load_study("mini-glyphs")
+    study = pages.load_study("mini-glyphs")
     if study.empty:
         pytest.skip("no committed mini-glyphs records")
-    view = headline.claims_view(report.paper_chart_frame(), study.frame(), study.runs)
+    view = tables.claims_view(frames.paper_chart_frame(), study.frame(), study.runs)
     table = view.data
     assert list(table.columns[:4]) == ["claim", "paper", "ours (k-NN)", "our evidence (k-NN), points with 95% interval"]
     assert len(table) == 5 and set(table["paper"]) == {"holds"}

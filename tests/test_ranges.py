@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from vitcf.book import domains, findings, plots, ranges
-from vitcf.engine.records import records_frame
+from vitcf.book import charts, curve_frames, frames, notes, setup_notes, stats, tables
+from vitcf.book.frames import records_frame
 
 BASE = {"knn": {"20": 80.0}, "linear_head": 78.0, "instance": {"20": 30.0},
         "levels": {"random_init": {"knn": {"20": 60.0}, "linear_head": 50.0, "instance": {"20": 3.0}},
@@ -36,43 +36,44 @@ CONTROL = [record("Re-init 12 blocks", "control", 61.0, 14.0, 2.0, new=5.0)]
 
 
 def test_the_probe_range_table_reads_every_level_and_the_control():
-    table = ranges.probe_range_table(BASE, records_frame(CONTROL))
+    table = tables.probe_range_table(BASE, records_frame(CONTROL))
     assert list(table.index) == ["k-NN, k=20", "linear head", "instance retrieval, k=20"]
     assert table.loc["instance retrieval, k=20"].tolist() == [12.0, 3.0, 30.0, 27.0, 2.0]
     assert table.loc["k-NN, k=20", "learned margin (points)"] == 20.0
-    assert ranges.probe_range_table({"knn": {"20": 80.0}}).columns.tolist()[:2] == ["raw pixels (%)", "random init (%)"]
-    assert math.isnan(ranges.probe_range_table({"knn": {"20": 80.0}}).iloc[0, 0])  # an older baseline: no levels
+    assert tables.probe_range_table({"knn": {"20": 80.0}}).columns.tolist()[:2] == ["raw pixels (%)", "random init (%)"]
+    assert math.isnan(tables.probe_range_table({"knn": {"20": 80.0}}).iloc[0, 0])  # an older baseline: no levels
 
 
 def test_shares_of_the_learned_margin_and_the_headline():
-    margins = ranges.margin_table(records_frame(RUNS), BASE)
+    margins = stats.margin_table(records_frame(RUNS), BASE)
     assert margins.loc["Full", "k-NN: share of margin lost"] == pytest.approx(3.0 / 20)
     assert margins.loc["Full", "instance retrieval: share of margin lost"] == pytest.approx(12.0 / 27)
     assert margins.loc["LoRA r=8", "linear head: share of margin lost"] == pytest.approx(8.0 / 28)
-    text = ranges.headline(records_frame(RUNS), BASE)
+    text = notes.margin_headline(records_frame(RUNS), BASE)
     assert "**Full** loses 15% by the k-NN probe (3.00 points)" in text and "44% by the instance-retrieval" in text
     assert "Block exp. p=2" in text and "1 or more seeds" in text
-    assert "no reference levels" in ranges.headline(records_frame(RUNS), {"knn": {"20": 80.0}})
+    assert "no reference levels" in notes.margin_headline(records_frame(RUNS), {"knn": {"20": 80.0}})
 
 
 def test_the_control_note_says_how_far_each_probe_fell():
-    note = ranges.control_note(BASE, records_frame(CONTROL))
+    note = notes.control_note(BASE, records_frame(CONTROL))
     assert "the k-NN probe to 61.00%" in note and "95% of the learned margin" in note
     assert "below the random-init level" in note  # the frozen head fell under a head fitted on random features
-    assert "--grid control" in ranges.control_note(BASE, None)
+    with pytest.raises(ValueError, match="no positive-control records"):  # the page's guard speaks for it
+        notes.control_note(BASE, records_frame([]))
 
 
 def test_records_without_the_instance_probe_have_nan_columns_and_lose_its_panel():
     old = records_frame([record("Full", "standard", 76.0, 50.0, None)])
     assert old["instance_after"].isna().all()
-    assert plots.probes_of(old) == (plots.KNN, plots.HEAD)
-    assert plots.probes_of(records_frame(RUNS)) == plots.PROBES
+    assert stats.probes_of(old) == (stats.KNN, stats.HEAD)
+    assert stats.probes_of(records_frame(RUNS)) == stats.PROBES
 
 
 def test_the_tradeoff_chart_draws_a_panel_per_probe_with_its_reference_levels():
-    spec = plots.tradeoff_chart(plots.with_levels(records_frame(RUNS), BASE)).to_dict()
+    spec = charts.tradeoff_chart(frames.with_levels(records_frame(RUNS), BASE)).to_dict()
     panels = spec["vconcat"][0]["hconcat"]
-    assert len(panels) == 3 and all(p["width"] == plots.PANEL_WIDTH[3] for p in panels)
+    assert len(panels) == 3 and all(p["width"] == charts.PANEL_WIDTH[3] for p in panels)
     texts = [layer.get("encoding", {}).get("text", {}).get("value") for p in panels for layer in p["layer"]]
     assert texts.count("random-init network") == 3 and texts.count("raw pixels") == 3
 
@@ -80,22 +81,22 @@ def test_the_tradeoff_chart_draws_a_panel_per_probe_with_its_reference_levels():
 def test_the_near_and_far_domains_side_by_side():
     near = records_frame([record("Full", "standard", 77.0, 40.0, None, new=95.0),
                           record("Linear", "standard", 80.0, 78.0, None, new=80.0)])
-    table = domains.domains_table(records_frame(RUNS), near)
+    table = tables.domains_table(records_frame(RUNS), near)
     assert list(table.index) == ["Full"]  # only configurations both domains hold
     assert table.loc["Full", "k-NN drop, digits (near)"] == 3.0 and table.loc["Full", "k-NN drop, glyphs (far)"] == 3.0
     assert table.loc["Full", "new domain (%), digits (near)"] == 95.0
     assert "instance retrieval drop, glyphs (far)" in table.columns
     assert "instance retrieval drop, digits (near)" not in table.columns  # never measured there
-    spec = domains.domains_chart(records_frame(RUNS), near).to_dict()
+    spec = charts.domains_chart(records_frame(RUNS), near).to_dict()
     assert spec["params"][0]["bind"]["options"] == ["k-NN", "linear head", "instance retrieval"]
 
 
 def test_the_learning_note_reads_the_held_out_curve_at_mid_schedule():
     rising = [{"step": s, "selection_accuracy": a} for s, a in ((40, 10.0), (50, 20.0), (100, 30.0))]
     flat = [{"step": s, "selection_accuracy": a} for s, a in ((40, 30.0), (50, 30.0), (100, 30.0))]
-    assert "still rising at mid-schedule" in domains.learning_note([record("Full", "standard", 1, 1, 1, history=rising)])
-    assert "saturates" in domains.learning_note([record("Full", "standard", 1, 1, 1, history=flat)])
-    assert "No Full record" in domains.learning_note([])
+    assert "still rising at mid-schedule" in setup_notes.still_learning_note([record("Full", "standard", 1, 1, 1, history=rising)])
+    assert "saturates" in setup_notes.still_learning_note([record("Full", "standard", 1, 1, 1, history=flat)])
+    assert "No Full record" in setup_notes.still_learning_note([])
 
 
 def test_the_ten_step_note_reads_the_full_probe():
@@ -103,25 +104,25 @@ def test_the_ten_step_note_reads_the_full_probe():
               for s in (1, 2, 5, 10)]
     runs = [record("Full", "standard", 76.0, 50.0, 16.5, full_probe=probes),
             record("Full", "standard", 78.0, 52.0, 19.5, seed=1, full_probe=probes)]
-    frame = findings.ten_step_frame(runs)
+    frame = curve_frames.ten_step_frame(runs)
     assert set(frame["step"]) == {0, 1, 2, 5, 10, 100} and frame["seed"].nunique() == 2
-    note = findings.ten_step_note(runs)
+    note = notes.ten_step_note(runs)
     assert "80.00% before training, 79.00% after step 10" in note
     assert "far less than the abstract's 70%" in note and "instance retrieval" in note
-    assert "curve probe above only" in findings.ten_step_note(RUNS)
+    assert "curve probe above only" in notes.ten_step_note(RUNS)
 
 
 def test_a_domains_frame_is_empty_without_shared_configurations():
     near = records_frame([record("Linear", "standard", 80.0, 78.0, None)])
-    assert domains.domains_frame(records_frame(RUNS), near).empty
-    assert isinstance(domains.domains_frame(records_frame(RUNS), near), pd.DataFrame)
+    assert frames.domains_frame(records_frame(RUNS), near).empty
+    assert isinstance(frames.domains_frame(records_frame(RUNS), near), pd.DataFrame)
 
 
 def test_control_rows_are_labelled_as_controls_with_their_rate():
     runs = [dict(CONTROL[0], config={**CONTROL[0]["config"], "train": {"steps": 100, "lr": 0.005}}),
             dict(record("Full", "standard", 70.0, 20.0, 5.0), config={"selection": "x", "train": {"lr": 0.15}})]
-    frame = ranges.control_frame(runs)
+    frame = frames.control_frame(runs)
     assert list(frame["label"]) == ["Control: Re-init 12 blocks, lr 0.005", "Control: Full, lr 0.15"]
     assert set(frame["family"]) == {"control"}
-    both = plots.label_summary(pd.concat([records_frame(RUNS), frame]))
+    both = stats.label_summary(pd.concat([records_frame(RUNS), frame]))
     assert set(list(both["label"])[-2:]) == set(frame["label"]) and (both["label"] == "Full").sum() == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitcf.book import resolution
+from vitcf.book import axis_charts, axis_notes, evidence, tables
 from vitcf.engine.batching import at_source_size, check_source_size
 from vitcf.engine.sources import ImageSet
 from vitcf.book.evidence import NEW_DOMAIN
@@ -72,7 +72,7 @@ def test_a_smoke_run_trains_on_the_downsampled_domain_and_records_its_size(tmp_p
 
     record = execute(plan_run("smoke", "linear", source_size=4, results_dir=tmp_path), progress=False)
     assert record["config"]["preset"]["source_size"] == 4
-    assert resolution.source_size(record, SMOKE) == 4
+    assert evidence.source_size(record, SMOKE) == 4
 
 
 # --- the page's numbers -------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def axis():
 
 def test_the_effect_and_its_verdict_come_out_as_built(axis):
     runs, _ = axis
-    effects = resolution.effect_table(runs, SMOKE)
+    effects = evidence.resolution_effects(runs, SMOKE)
     knn = effects[effects["probe"] == "k-NN"].set_index("label")
     assert knn.loc["Full", "effect"] == pytest.approx(20.0) and knn.loc["Full", "verdict"] == HOLDS
     assert knn.loc["Full", "low"] > 15 and knn.loc["Full", "high"] < 25
@@ -131,7 +131,7 @@ def test_the_effect_and_its_verdict_come_out_as_built(axis):
 
 def test_drops_and_new_domain_accuracy_have_intervals_per_family_and_size(axis):
     runs, baseline = axis
-    table = resolution.drop_table(runs, baseline, SMOKE)
+    table = evidence.resolution_drops(runs, baseline, SMOKE)
     row = table[(table["label"] == "Full") & (table["probe"] == "k-NN") & (table["source_size"] == 4)].iloc[0]
     assert row["drop"] == pytest.approx(40.0) and row["low"] < 40 < row["high"] and row["seeds"] == 2
     learnt = table[(table["probe"] == NEW_DOMAIN) & (table["label"] == "LoRA r=8")]
@@ -141,7 +141,7 @@ def test_drops_and_new_domain_accuracy_have_intervals_per_family_and_size(axis):
 
 def test_the_note_names_each_verdict_with_its_interval(axis):
     runs, baseline = axis
-    text = resolution.note(resolution.effect_table(runs, SMOKE), resolution.drop_table(runs, baseline, SMOKE))
+    text = axis_notes.resolution_note(evidence.resolution_effects(runs, SMOKE), evidence.resolution_drops(runs, baseline, SMOKE))
     knn = next(line for line in text.splitlines() if line.startswith("- **k-NN**"))
     assert "forgets more at 4 px: Full 20.00 [" in knn and "forgets less at 4 px: Block exp. p=2 -20.00 [" in knn
     assert "no clear difference: Top-3" in knn and "unchanged (its backbone is frozen): LoRA r=8" in knn
@@ -150,21 +150,21 @@ def test_the_note_names_each_verdict_with_its_interval(axis):
 
 def test_the_chart_has_a_picker_over_the_sizes_and_a_panel_per_probe(axis):
     runs, baseline = axis
-    spec = resolution.chart(resolution.drop_table(runs, baseline, SMOKE), 8).to_dict()
+    spec = axis_charts.resolution_chart(evidence.resolution_drops(runs, baseline, SMOKE), 8).to_dict()
     picker = spec["params"][0]
     assert picker["bind"]["input"] == "radio" and picker["bind"]["options"] == [4, 8]
     assert picker["bind"]["labels"] == ["4 px", "8 px (native)"]
     titles = json.dumps(spec)
     assert "k-NN drop" in titles and "linear head drop" in titles and "New-domain test accuracy" in titles
-    view = resolution.effect_view(resolution.effect_table(runs, SMOKE))
+    view = tables.resolution_effect_view(evidence.resolution_effects(runs, SMOKE))
     assert view.shape == (4, 4) and list(view.columns[:2]) == ["method", "source size (px)"]
     assert view.iloc[0, :2].tolist() == ["Full", 4] and "20.00 [" in view.iloc[0, 2]
 
 
 def test_an_empty_axis_says_so():
     with pytest.raises(ValueError, match="--grid resolution"):
-        resolution.chart(resolution.drop_table([], None, SMOKE), 8)
-    assert "No family" in resolution.note(resolution.effect_table([], SMOKE), resolution.drop_table([], None, SMOKE))
+        axis_charts.resolution_chart(evidence.resolution_drops([], None, SMOKE), 8)
+    assert "No family" in axis_notes.resolution_note(evidence.resolution_effects([], SMOKE), evidence.resolution_drops([], None, SMOKE))
 
 
 def test_the_note_says_when_every_family_learns_the_blurred_domain_better():
@@ -172,15 +172,15 @@ def test_the_note_says_when_every_family_learns_the_blurred_domain_better():
 
     table = pd.DataFrame([["Full", NEW_DOMAIN, 4, 60.0, 58, 62, 1], ["Full", NEW_DOMAIN, 8, 50.0, 48, 52, 1],
                           ["Top-3", NEW_DOMAIN, 4, 40.0, 38, 42, 1], ["Top-3", NEW_DOMAIN, 8, 37.5, 35, 40, 1]],
-                         columns=resolution.TABLE_COLUMNS)
-    effects = pd.DataFrame([["Full", "k-NN", 4, 8, 1.0, 0.5, 1.5, HOLDS]], columns=resolution.EFFECT_COLUMNS)
-    text = resolution.note(effects, table)
+                         columns=evidence.RESOLUTION_COLUMNS)
+    effects = pd.DataFrame([["Full", "k-NN", 4, 8, 1.0, 0.5, 1.5, HOLDS]], columns=evidence.EFFECT_COLUMNS)
+    text = axis_notes.resolution_note(effects, table)
     assert "every family learns the new domain better at 4 px, its test accuracy 2.5 to 10.0 points above 8 px's" in text
 
 
 def test_each_interval_is_drawn_from_its_low_to_its_high_end(axis):
     runs, baseline = axis
-    spec = resolution.chart(resolution.drop_table(runs, baseline, SMOKE), 8).to_dict()
+    spec = axis_charts.resolution_chart(evidence.resolution_drops(runs, baseline, SMOKE), 8).to_dict()
     rules = [layer for row in spec["vconcat"] for panel in row["hconcat"] for layer in panel["layer"]
              if layer["mark"]["type"] == "rule" and "y2" in layer["encoding"]]
     assert rules and all(r["encoding"]["y"]["field"] == "low" and r["encoding"]["y2"]["field"] == "high" for r in rules)

@@ -7,7 +7,6 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import id_set, ids
 from vitcf.engine import sources

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vitcf.base import io
+from vitcf.book.frames import records_frame
 from vitcf.engine import records, sources
 from vitcf.engine.cli import main
 from vitcf.engine.sources import FASHION_MNIST_CLASSES
@@ -113,13 +114,13 @@ def test_cli_run_writes_a_record_and_keeps_the_checkpoint(tmp_path, capsys):
 def test_records_frame_has_one_row_per_run(tmp_path):
     for method, hparams in [("linear", {}), ("lora", {"r": 8}), ("block_expansion", {"p": 1})]:
         run("smoke", method, hparams, seed=0, results_dir=tmp_path, progress=False)
-    frame = records.records_frame(records.read_records(tmp_path))
+    frame = records_frame(records.read_records(tmp_path))
     assert list(frame["label"]) == ["Block exp. p=1", "Linear", "LoRA r=8"]  # by file name
     row = frame.set_index("label").loc["LoRA r=8"]
     assert row["pretrain_knn"] == row["knn_20"] and row["trainable_params"] == 12 * 2 * 8 * 64 + 330
     assert row["drop"] == pytest.approx(row["pretrain_knn_baseline"] - row["pretrain_knn"])
     with pytest.raises(ValueError, match="no k-NN result for k=200"):
-        records.records_frame(records.read_records(tmp_path), k=200)
+        records_frame(records.read_records(tmp_path), k=200)
 
 
 def test_paper_lite_is_the_paper_protocol_with_an_imagenette_probe():
@@ -218,7 +219,7 @@ def test_records_carry_per_query_correctness_and_a_refitted_head(tmp_path):
         assert 100.0 * unpack(level["correct"]["knn"]["20"]).mean() == pytest.approx(level["knn"]["20"])
     step0 = metrics["full_probe_over_steps"][0]
     assert step0["correct"]["knn"] == base["correct"]["knn"]  # step 0 is the baseline, query by query
-    frame = records.records_frame([io.read_json(tmp_path / f"{record['run']}.json")], k=20)
+    frame = records_frame([io.read_json(tmp_path / f"{record['run']}.json")], k=20)
     assert frame.loc[0, "linear_head_refit_drop"] == pytest.approx(head["baseline"] - head["refit"])
 
 

@@ -6,31 +6,25 @@ configurations are probed on the same queries, so a drop and a difference betwee
 are paired comparisons, resampled by `vitcf.base.uncertainty` (queries, then seeds: a two-stage bootstrap).
 Records made before per-query correctness was recorded have none: a comparison that needs them is
 left out and says so, never guessed.
+
+The resolution axis is read the same way: a preset's resolution grid (`vitcf.engine.presets.resolution_grid`)
+runs the five method families of the other axes at their paper rates with the new domain downsampled before
+the input pipeline resizes it back (`vitcf.engine.batching.at_source_size`); the core grid's runs of the same
+families are the native resolution.
 """
 
 from __future__ import annotations
 
 import itertools
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
-from vitcf.book.plots import FAMILIES, HEAD, INSTANCE, KNN
-from vitcf.base.uncertainty import (
-    FAILS,
-    HOLDS,
-    INCONCLUSIVE,
-    LEVEL,
-    RESAMPLES,
-    SEED,
-    Interval,
-    Paired,
-    bracket,
-    drop_interval,
-    holm,
-    unpack,
-)
+from vitcf.base.uncertainty import FAILS, HOLDS, INCONCLUSIVE, Interval, Paired, drop_interval, holm, unpack
+from vitcf.book.stats import AXIS_LABELS, FAMILIES, HEAD, INSTANCE, KNN, index_of
+from vitcf.engine.sources import SIDES
+from vitcf.engine.presets import Preset
+
 
 BEFORE = "\0pre-trained"  # the baseline's name among the configurations of a `Paired` (no label can be it)
 
@@ -41,16 +35,6 @@ KEYS = {KNN.name: "knn", HEAD.name: "linear_head", INSTANCE.name: "instance", RE
 BASELINE_KEYS = KEYS | {REFIT: "linear_head"}  # the pre-trained backbone's re-fitted head is the frozen head
 PER_K = ("knn", "instance")
 SIGNIFICANCE = 0.05  # a pairwise difference is marked when its Holm-adjusted p-value is below this
-
-
-def method_note() -> str:
-    """How the intervals are made, in words (Markdown)."""
-    return (f"Intervals are {LEVEL:.0%} paired bootstrap intervals ({RESAMPLES:,} resamples, generator seed {SEED}): "
-            "every configuration is probed on the same images, so each resample draws one set of images and "
-            "applies it to both sides of a comparison; seeds are the second source of variation, and each "
-            "resample also draws a configuration's seeds with replacement before averaging them (a two-stage "
-            "bootstrap). A verdict **holds** when the whole interval lies on the claim's side of its boundary, "
-            "**does not hold** when it lies on the other side, and is **inconclusive** when it crosses it.")
 
 
 def _unpacked(entry, key: str, k: int) -> np.ndarray | None:
@@ -84,7 +68,7 @@ def correctness(runs: list[dict], what: str, k: int = 20) -> dict[str, np.ndarra
 
 
 def ordered(runs: list[dict], labels) -> list[str]:
-    """`labels` in the book's order: by family (`plots.FAMILIES`), then trainable parameters, then name."""
+    """`labels` in the book's order: by family (`stats.FAMILIES`), then trainable parameters, then name."""
     keys = {r["label"]: (FAMILIES.index(r["family"]) if r["family"] in FAMILIES else len(FAMILIES),
                          r["trainable_params"], r["label"]) for r in runs}
     return sorted((label for label in keys if label in labels), key=keys.get)
@@ -109,18 +93,6 @@ def drop_table(runs: list[dict], baseline: dict | None, k: int = 20,
             rows.append({"label": label, "probe": what, "drop": found.estimate, "low": found.low,
                          "high": found.high, "seeds": matrices[label].shape[0]})
     return pd.DataFrame(rows, columns=["label", "probe", "drop", "low", "high", "seeds"])
-
-
-def drop_cells(table: pd.DataFrame) -> pd.DataFrame:
-    """`drop_table` as one row per configuration and one column per probe: "drop [low, high]" (points)."""
-    if table.empty:
-        return pd.DataFrame()
-    cells = table.assign(cell=[bracket(d, lo, hi) for d, lo, hi in zip(table["drop"], table["low"], table["high"])])
-    wide = cells.pivot(index="label", columns="probe", values="cell")
-    wide = wide.reindex(index=list(dict.fromkeys(table["label"])), columns=list(dict.fromkeys(table["probe"])))
-    wide.columns = [f"{probe} drop (points)" for probe in wide.columns]
-    wide.index.name = "configuration"
-    return wide
 
 
 def gap(runs: list[dict], what: str, first: str, second: str, k: int = 20) -> Interval | None:
@@ -248,7 +220,6 @@ PAIRWISE_METRICS = {NEW_DOMAIN: "new-domain accuracy: row minus column (points)"
                     KNN.name: "k-NN drop: row minus column (points)",
                     INSTANCE.name: "instance-retrieval drop: row minus column (points)",
                     HEAD.name: "linear-head drop: row minus column (points)"}
-METRIC_PARAM = "metric_pick"
 
 
 def pairwise_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
@@ -266,44 +237,6 @@ def pairwise_frame(runs: list[dict], k: int = 20) -> pd.DataFrame:
     frame = pd.concat(parts, ignore_index=True)
     frame["text"] = [f"{d:+.1f}" if differs else "" for d, differs in zip(frame["difference"], frame["differs"])]
     return frame
-
-
-def pairwise_chart(frame: pd.DataFrame, labels: list[str]):
-    """A heatmap per metric (a dropdown picks it): each cell is row minus column; a number is written where
-    the difference holds after Holm's correction (p < 0.05), an empty cell is not shown to differ."""
-    if frame.empty:
-        raise ValueError("no pairwise comparisons: the records carry no per-query correctness")
-    metrics = list(dict.fromkeys(frame["metric"]))
-    pick = alt.param(METRIC_PARAM, value=metrics[0],
-                     bind=alt.binding_select(options=metrics, name="Compare by "))
-    base = alt.Chart(frame).transform_filter(alt.datum.metric == pick).encode(
-        x=alt.X("b:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-45)),
-        y=alt.Y("a:N", sort=labels, title=None),
-    )
-    cells = base.mark_rect().encode(
-        # the scale follows the picked measure (its own range, white at 0): a k-NN drop's few points stay visible
-        color=alt.Color("difference:Q", title="row − column (points)",
-                        scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0),
-                        legend=alt.Legend(orient="bottom", gradientLength=200)),
-        opacity=alt.condition(alt.datum.differs, alt.value(1.0), alt.value(0.35)),
-        tooltip=["a", "b", alt.Tooltip("difference:Q", format=".2f"), alt.Tooltip("low:Q", format=".2f"),
-                 alt.Tooltip("high:Q", format=".2f"), alt.Tooltip("p_holm:Q", format=".3f", title="p (Holm)")],
-    )
-    text = base.mark_text(fontSize=9).encode(text="text:N")
-    side = 26 * len(labels)  # ten configurations fit a phone's width with their names
-    return (cells + text).add_params(pick).properties(width=side, height=side, name="pairwise")
-
-
-def pairwise_note(frame: pd.DataFrame) -> str:
-    """How many pairs differ after Holm's correction, per metric, from `pairwise_frame`'s rows (Markdown)."""
-    parts = []
-    for title, pairs in frame.groupby("metric", sort=False):  # each pair is there in both orientations
-        parts.append(f"{int(pairs['differs'].sum()) // 2} of {len(pairs) // 2} pairs by {title.split(':')[0]}")
-    if not parts:
-        return ("*These records carry no per-query correctness, so no pair of configurations can be compared "
-                "with intervals; `vitcf sweep` records it in every new run.*")
-    return (f"Pairs of configurations whose difference holds after Holm's correction over all pairs of a metric "
-            f"(p < {SIGNIFICANCE}): {'; '.join(parts)}.")
 
 
 # --- the abstract's ten-iteration claim ----------------------------------------------------------------
@@ -340,3 +273,84 @@ def early_drops(runs: list[dict], baseline: dict | None, k: int = 20, label: str
                          "high": found.high, "seeds": hits.shape[0],
                          "verdict": found.verdict(ABSTRACT_SHARE * start)})
     return pd.DataFrame(rows, columns=["probe", "step", "before", "drop", "low", "high", "seeds", "verdict"])
+
+
+# --- the new domain's source resolution as an axis --------------------------------------------------
+
+RESOLUTION_PROBES = (KNN.name, INSTANCE.name, HEAD.name, REFIT)  # the paper's probe first
+
+
+RESOLUTION_COLUMNS = ["label", "probe", "source_size", "drop", "low", "high", "seeds"]
+EFFECT_COLUMNS = ["label", "probe", "source_size", "native", "effect", "low", "high", "verdict"]
+
+
+def source_size(record: dict, preset: Preset) -> int:
+    """The side (pixels) a run saw the new domain at: its recorded source size, else the dataset's own."""
+    return record["config"]["preset"].get("source_size") or SIDES[preset.new_domain]
+
+
+def resolution_runs(grid_runs: list[dict], core_runs: list[dict]) -> list[dict]:
+    """The records of the axis: the resolution grid's runs and the core grid's runs of the same families."""
+    return [*grid_runs, *(r for r in core_runs if r["label"] in {x["label"] for x in grid_runs})]
+
+
+def _size_matrices(runs: list[dict], preset: Preset, what: str, k: int) -> dict[tuple[str, int], np.ndarray]:
+    """(label, source size) -> seeds x items correctness of `what`, for the runs that recorded it."""
+    rows: dict[tuple[str, int], list[np.ndarray]] = {}
+    for record in sorted(runs, key=lambda r: r["seed"]):
+        hits = run_correct(record, what, k)
+        if hits is not None:
+            rows.setdefault((record["label"], source_size(record, preset)), []).append(hits)
+    return {key: np.stack(value) for key, value in rows.items()}
+
+
+def resolution_order(keys) -> list[tuple[str, int]]:
+    """(label, source size) keys in the axes' family order, then by size."""
+    rank = index_of(AXIS_LABELS)
+    return sorted(keys, key=lambda key: (rank.get(key[0], len(rank)), key[0], key[1]))
+
+
+def resolution_drops(runs: list[dict], baseline: dict | None, preset: Preset, k: int = 20) -> pd.DataFrame:
+    """One row per (family, probe, source size): the drop from the pre-trained backbone (points) with its 95%
+    paired bootstrap interval (queries and seeds resampled), and one "new domain" row per (family, size)
+    whose `drop` column holds the new-domain test accuracy (%) instead, with its interval."""
+    rows = []
+    for what in RESOLUTION_PROBES:
+        before = baseline_correct(baseline, what, k)
+        matrices = _size_matrices(runs, preset, what, k)
+        if before is None or not matrices:
+            continue
+        paired = Paired({**matrices, BEFORE: before})
+        for key in resolution_order(matrices):
+            found = paired.difference(key, BEFORE)
+            rows.append([key[0], what, key[1], found.estimate, found.low, found.high, matrices[key].shape[0]])
+    learnt = _size_matrices(runs, preset, NEW_DOMAIN, k)
+    if learnt:
+        paired = Paired(learnt)
+        for key in resolution_order(learnt):
+            found = paired.accuracy(key)
+            rows.append([key[0], NEW_DOMAIN, key[1], found.estimate, found.low, found.high, learnt[key].shape[0]])
+    return pd.DataFrame(rows, columns=RESOLUTION_COLUMNS)
+
+
+def resolution_effects(runs: list[dict], preset: Preset, k: int = 20) -> pd.DataFrame:
+    """Per (family, probe, lower source size): how much more the family forgets there than at the native
+    resolution (points; the native accuracy minus the lower one's, on the same queries), with its 95% paired
+    interval and the verdict of "a lower resolution forgets more": holds, does not hold, inconclusive, or
+    "unchanged" where the runs got exactly the same queries right (a frozen backbone)."""
+    native = SIDES[preset.new_domain]
+    rows = []
+    for what in RESOLUTION_PROBES:
+        matrices = _size_matrices(runs, preset, what, k)
+        if not matrices:
+            continue
+        paired = Paired(matrices)
+        for label, size in resolution_order(matrices):
+            if size == native or (label, native) not in matrices:
+                continue
+            found = paired.difference((label, size), (label, native))
+            same = matrices[(label, size)].shape == matrices[(label, native)].shape and bool(
+                (matrices[(label, size)] == matrices[(label, native)]).all())
+            rows.append([label, what, size, native, found.estimate, found.low, found.high,
+                         "unchanged" if same else found.verdict()])
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)

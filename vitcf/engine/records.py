@@ -13,8 +13,6 @@ records into valid ones and invalid ones with the reason; `move_aside` keeps an 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -210,53 +208,3 @@ def existing(path: str | os.PathLike, kind: str | None = None,
         return None
 
 
-def _instance_columns(instance: dict | None, k: int) -> dict:
-    """The instance-retrieval probe's columns (NaN for a record made before it existed)."""
-    if instance is None:
-        return {"instance_after": float("nan"), "instance_baseline": float("nan"), "instance_drop": float("nan")}
-    after, base = instance["after"][str(k)], instance["baseline"][str(k)]
-    return {"instance_after": after, "instance_baseline": base, "instance_drop": base - after}
-
-
-def records_frame(runs: list[dict], k: int = 20) -> "pandas.DataFrame":
-    """One row per run record, the columns the book's tables and plots use.
-
-    `k` picks the k-NN neighbourhood reported as the pre-training-domain accuracy (DINO's headline
-    k is 20); every k is still available in the `knn_<k>` columns. Both probes of the pre-training
-    domain are here, each with its drop (baseline - after, points): the k-NN probe (`pretrain_knn`,
-    `drop`), the linear head fitted on the pre-trained features (`linear_head_after`, `linear_head_drop`)
-    and the instance-retrieval probe at the same k (`instance_after`, `instance_drop`; NaN where not measured);
-    beside the frozen head, a head re-fitted on the run's own bank features (`linear_head_refit_after`,
-    `linear_head_refit_drop`, against the same pre-trained level; NaN in records made before it existed).
-    """
-    import pandas as pd
-
-    rows = []
-    for record in runs:
-        metrics = record["metrics"]
-        head = metrics["linear_head"]
-        knn = {int(key): value for key, value in metrics["knn"].items()}
-        base = {int(key): value for key, value in metrics["knn_baseline"].items()}
-        if k not in knn:
-            raise ValueError(f"record {record['run']} has no k-NN result for k={k}; it has k in {sorted(knn)}")
-        row = {
-            "run": record["run"], "preset": record["preset"], "method": record["method"],
-            "family": record["family"], "label": record["label"],
-            "hparams": json.dumps(record["hparams"], sort_keys=True), "seed": record["seed"],
-            "trainable_params": record["trainable_params"],
-            "lr": ((record.get("config") or {}).get("train") or {}).get("lr", math.nan),
-            "new_domain_accuracy": metrics["new_domain_accuracy"],
-            "pretrain_knn": knn[k], "pretrain_knn_baseline": base[k],
-            "drop": base[k] - knn[k], "relative_drop": (base[k] - knn[k]) / base[k] if base[k] else 0.0,
-            "linear_head_after": head["after"], "linear_head_baseline": head["baseline"],
-            "linear_head_drop": head["baseline"] - head["after"],
-            "linear_head_refit_after": head.get("refit", math.nan),
-            "linear_head_refit_drop": head["baseline"] - head.get("refit", math.nan),
-            **_instance_columns(metrics.get("instance"), k),
-            "selection": record["config"]["selection"],
-            "train_seconds": record["timings"]["train_seconds"],
-            "images_per_second": record["timings"]["images_per_second"],
-        }
-        row.update({f"knn_{key}": value for key, value in knn.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from vitcf.book import bookext
+from vitcf.book import site
 
 
 class Script:
@@ -19,13 +19,13 @@ class Script:
 def test_a_script_registered_twice_is_kept_once_in_its_place():
     scripts = [Script("a.js"), Script(None, 'const THEBE_JS_URL = "x"'), Script("b.js"),
                Script("", 'const THEBE_JS_URL = "x"', priority=501), Script("a.js"), Script(None, "other()")]
-    kept = bookext.unique_scripts(scripts)
+    kept = site.unique_scripts(scripts)
     assert [(s.filename, s.attributes.get("body")) for s in kept] == [
         ("a.js", None), (None, 'const THEBE_JS_URL = "x"'), ("b.js", None), (None, "other()")]
 
 
 def page(sourcename):
-    launch = {"label": bookext.LAUNCH_GROUP, "buttons": ["colab"]}
+    launch = {"label": site.LAUNCH_GROUP, "buttons": ["colab"]}
     return {"sourcename": sourcename, "header_buttons": [{"label": "download-buttons"}, launch],
             "script_files": [Script("x.js"), Script("x.js")], "body": ""}
 
@@ -33,8 +33,8 @@ def page(sourcename):
 def test_launch_buttons_stay_on_notebook_pages_only():
     app = SimpleNamespace()
     markdown, notebook = page("book/intro.md"), page("notebooks/mini_study.ipynb")
-    bookext._tidy_page(app, "book/intro", "page.html", markdown, None)
-    bookext._tidy_page(app, "notebooks/mini_study", "page.html", notebook, None)
+    site._tidy_page(app, "book/intro", "page.html", markdown, None)
+    site._tidy_page(app, "notebooks/mini_study", "page.html", notebook, None)
     assert [b["label"] for b in markdown["header_buttons"]] == ["download-buttons"]
-    assert [b["label"] for b in notebook["header_buttons"]] == ["download-buttons", bookext.LAUNCH_GROUP]
+    assert [b["label"] for b in notebook["header_buttons"]] == ["download-buttons", site.LAUNCH_GROUP]
     assert len(markdown["script_files"]) == 1
