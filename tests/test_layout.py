@@ -7,7 +7,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vitcf"
 RANK = {"base": 0, "model": 1, "engine": 2, "book": 3}  # a wing may import only wings of lower or equal rank
-BOOK_MAX_LINES = 460  # the book layer is split by role into modules a reader takes in at once
+BOOK_MAX_LINES = 450  # the book layer is split by role into modules a reader takes in at once
 
 
 def _modules() -> dict[str, Path]:
@@ -60,7 +60,9 @@ def test_imports_run_one_way(name):
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_says_what_it_is(name):
     doc = ast.get_docstring(ast.parse(MODULES[name].read_text()))
-    assert doc and doc.splitlines()[0].strip(), f"{name} has no one-line docstring"
+    assert doc, f"{name} has no docstring"
+    summary, *rest = doc.splitlines()
+    assert summary.endswith(".") and rest[:1] in ([], [""]), f"{name}: what it is is not said in one line"
 
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if _wing(m) == "book"))

@@ -1,5 +1,6 @@
-"""One run of a sweep, in whichever process runs it: what it is (`SweepRun`), what became of it
-(`RunOutcome`) and how it is done (`run_one`).
+"""One run of a sweep, in whichever process runs it.
+
+What it is (`SweepRun`), what became of it (`RunOutcome`) and how it is done (`run_one`):
 
     record valid? skip : (invalid? kept for now) -> claim <run>.lock (held by a live holder? skip,
     naming it) -> record valid now? skip : invalid? move it aside under invalid/, naming it and why
