@@ -77,3 +77,20 @@ def test_the_direction_check_sees_an_upward_import(tmp_path):
     module.write_text("from ...book import plots\nimport vitcf.engine.study\n")
     found = _imported(module, "vitcf.model.methods.x")
     assert "vitcf.book" in found and "vitcf.engine.study" in found
+
+
+def test_the_readme_tree_names_every_module():
+    """The README's tree of the package stays whole: every module (or sub-package) is on a line of it."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    tree = readme[readme.index("```text\nvitcf/"):]
+    tree = tree[: tree.index("\n```")]
+    missing = []
+    for name, path in MODULES.items():
+        wing = _wing(name)
+        if wing is None or path.name == "__init__.py" and name.count(".") == 1:
+            continue
+        parts = name.split(".")[2:]
+        entry = f"{parts[0]}/" if len(parts) > 1 or path.name == "__init__.py" else f"{parts[0]}.py"
+        if f" {entry} " not in tree and f" {entry}\n" not in tree:
+            missing.append(name)
+    assert not missing, f"modules missing from the README's tree: {missing}"
