@@ -485,7 +485,8 @@ def test_every_chart_fits_the_column_on_a_desktop_and_on_a_phone(book):
 
 
 # Elements that stick out of the article's column and cannot be scrolled to (an ancestor inside the
-# column with a horizontal scrollbar makes a wide table readable on a phone), and table cells cut with "...".
+# column with a horizontal scrollbar makes a wide table readable on a phone), table cells cut with "...",
+# and table cells that are a Python repr (None, NaN, True/False, a dict or a tuple) rather than words.
 READ_LAYOUT = """() => {
   const article = document.querySelector('article');
   const column = article.getBoundingClientRect();
@@ -501,8 +502,10 @@ READ_LAYOUT = """() => {
                ' ' + Math.round(r.right - column.right) + 'px');
     }
   }
-  const cut = [...article.querySelectorAll('td, th')].map(c => c.textContent.trim()).filter(t => t.endsWith('...'));
-  return {out, cut};
+  const cells = [...article.querySelectorAll('td, th')].map(c => c.textContent.trim());
+  const cut = cells.filter(t => t.endsWith('...'));
+  const reprs = cells.filter(t => /^(None|NaN|nan|True|False|\(\)|\[\])$|\{'|^\(.*,.*\)$/.test(t));
+  return {out, cut, reprs};
 }"""
 
 
@@ -524,6 +527,7 @@ def test_every_page_fits_a_desktop_and_a_phone_with_nothing_cut(book):
                     layout = page.evaluate(READ_LAYOUT)
                     assert layout["out"] == [], (width, name, layout["out"][:5])
                     assert layout["cut"] == [], (width, name, layout["cut"][:5])
+                    assert layout["reprs"] == [], (width, name, layout["reprs"][:5])  # no None, NaN, dict or tuple
                 assert errors == [], (width, errors[:3])
                 page.close()
         finally:

@@ -15,6 +15,7 @@ import pytest
 from test_book import (
     CHROMIUM,
     MOVE_SLIDER,
+    READ_LAYOUT,
     displayed,
     expected,
     needs_chromium,
@@ -56,6 +57,9 @@ def test_every_results_page_is_filled_from_the_records(mini_book):
         text = text_of(html / f"{name}.html")
         assert "No run of the" not in text and "is recorded in" not in text.replace("records", ""), name
         assert "These records lack" not in text, name
+    beyond = text_of(html / "notebooks" / "beyond.html")
+    assert "In short." in beyond and "The representation moved most" in beyond  # the analyses' answer first
+    assert "NaN" not in beyond
     mini = text_of(html / "notebooks" / "mini_study.html")
     card = pages.weights_card("mini")
     assert card["weights"]["sha256"] in mini  # the backbone section reads the shipped card
@@ -130,3 +134,79 @@ def test_the_axes_page_rate_and_length_sliders_redraw(mini_book):
             assert drawn[0] and drawn[1], index  # the instance probe's curves and the picked length's rule
             curves.append(drawn)
         assert len({c[0][0] for c in curves}) == len(curves) and len({c[1][0] for c in curves}) == len(curves)
+
+
+# Every control of every chart on a page: its name, kind, the labels it shows and, for a slider, the
+# value it selects beside the value it shows.
+READ_CONTROLS = """() => [...document.querySelectorAll('.vega-bind')].map(bind => {
+  const input = bind.querySelector('input, select');
+  const labels = input.type === 'radio'
+    ? [...bind.querySelectorAll('input[type=radio]')].map(r => [r.value, r.parentElement.textContent.trim()])
+    : input.tagName === 'SELECT' ? [...input.options].map((o, i) => [String(i), o.textContent.trim()]) : [];
+  const shown = bind.querySelector('span.vega-bind-name ~ span, input[type=range] ~ span');
+  return {name: bind.querySelector('.vega-bind-name').textContent.trim(), kind: input.type, labels,
+          min: input.min, max: input.max, value: input.value, shown: shown && shown.textContent.trim()};
+})"""
+
+
+def _data_values() -> dict[str, set[float]]:
+    """Per control name, the values of the data it may pick from: every preset's probe steps, the rate and
+    schedule axes' rates and lengths, and the resolution axis's source sizes with the datasets' own sides."""
+    from vitcf.engine.presets import PRESETS, get_preset
+    from vitcf.engine.sources import SIDES
+
+    presets = [get_preset(name) for name in PRESETS]
+    points = {grid: [p for preset in presets for p in preset.points(grid)] for grid in ("rates", "schedule", "resolution")}
+    return {
+        "Probed after training step": {s for p in presets for s in (*p.forgetting_steps, *p.long_forgetting_steps)},
+        "Learning rate": {p.lr for p in points["rates"]} - {None},
+        "Schedule length (steps)": {p.steps for p in points["schedule"]} | {p.steps for p in presets},
+        "Source resolution": {p.source_size for p in points["resolution"]} | set(SIDES.values()),
+    }
+
+
+def _number(label: str) -> float:
+    return float(label.split(" px")[0].replace(",", ""))
+
+
+@needs_chromium
+def test_every_control_shows_a_value_of_the_data(mini_book):
+    """No control shows a position instead of a value: pickers are labelled with the data's values, and a
+    slider's label reads the value it selects, at either end."""
+    html, _ = mini_book
+    data = _data_values()
+    seen = set()
+    for name in RESULTS_PAGES:
+        with offline_page(html, html / f"{name}.html") as page:
+            for chart in page.locator(f"div.{site.CHART_CLASS}").all():
+                chart.locator("svg.marks").wait_for(state="attached", timeout=30_000)
+            for control in page.evaluate(READ_CONTROLS):
+                seen.add(control["name"])
+                texts = [text for _, text in control["labels"]]
+                if len(texts) > 1:
+                    assert texts != [str(i) for i in range(len(texts))], (name, control)  # positions, not values
+                if control["name"] in data:
+                    assert {_number(t) for t in texts} <= data[control["name"]], (name, control)
+            for slider in page.locator(".vega-bind input[type=range]").all():
+                for end in ("min", "max"):
+                    slider.evaluate(MOVE_SLIDER, slider.get_attribute(end))
+                    shown = slider.evaluate("el => el.parentElement.querySelector('span:not(.vega-bind-name)')"
+                                            ".textContent")
+                    assert float(shown) == float(slider.get_attribute(end)), (name, end, shown)
+    assert set(data) <= seen  # every picker over the data was read
+
+
+@needs_chromium
+def test_no_page_shows_a_python_repr_or_a_cut_cell(mini_book):
+    """The published book's tables read as words and numbers at any width: no None, NaN, dict or tuple
+    repr, no cell cut with "...", nothing out of the column."""
+    html, _ = mini_book
+    for name in [*RESULTS_PAGES, "notebooks/paper_scale", "book/intro", "book/reproducibility"]:
+        with offline_page(html, html / f"{name}.html") as page:
+            for width in (1280, 400):
+                page.set_viewport_size({"width": width, "height": 900})
+                for chart in page.locator(f"div.{site.CHART_CLASS}").all():
+                    chart.locator("svg.marks").wait_for(state="attached", timeout=30_000)
+                layout = page.evaluate(READ_LAYOUT)
+                assert layout["reprs"] == [] and layout["cut"] == [], (name, width, layout["reprs"][:5], layout["cut"][:5])
+                assert layout["out"] == [], (name, width, layout["out"][:5])

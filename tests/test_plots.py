@@ -10,7 +10,7 @@ import pytest
 import vl_convert as vlc
 from matplotlib.collections import PathCollection
 
-from vitcf.book import charts, curve_charts, curve_frames, figures, frames, site, stats, tables
+from vitcf.book import analysis_notes, charts, curve_charts, curve_frames, figures, frames, site, stats, tables
 from vitcf.model.methods import make_method
 from vitcf.base.paper import PAPER_ROWS
 from vitcf.model.params import parse_count
@@ -502,7 +502,8 @@ def test_the_analyses_show_both_probes():
     table = tables.reversibility_table([flip, older])
     assert list(table.columns.get_level_values(0).unique()) == [
         "new domain (%)", "k-NN drop (points), k=20", "linear-head drop (points)"]
-    assert table.loc[("LoRA r=8", 0), ("linear-head drop (points)", "adapted")] == 30.0
+    assert table.loc[("LoRA r=8", 0), ("linear-head drop (points)", "adapted")] == "30.00"
+    assert table.loc[("LoRA r=4", 0), ("new domain (%)", "removed")] == tables.NO_STATE  # no such state: no NaN
     assert list(tables.reversibility_table([older]).columns.get_level_values(0).unique()) == [
         "new domain (%)", "k-NN drop (points), k=20"]  # a record without the head: no empty column
 
@@ -516,3 +517,22 @@ def test_the_analyses_show_both_probes():
     bare = curve_charts.interpolation_chart([analysis("interpolation", "Full", {0.0: (40.0, 50.0, 0), 1.0: (80.0, 45.0, 0)},
                                                head=False)]).to_dict()
     assert "hconcat" not in bare and "linear_head_after" not in fields(bare)
+
+
+def test_the_beyond_page_answers_first_from_the_analyses():
+    back = analysis("reversibility", "LoRA r=8", {"adapted": (80.0, 45.0, 30.0), "merged": (80.0, 45.0, 30.0),
+                                                  "removed": (40.0, BASELINE, HEAD_BASELINE)})
+    kept = analysis_notes.reversal_sentence([back])
+    assert "exactly in the one reversible run" in kept and "from 80.00% down to 40.00%" in kept
+    assert "merged weights score exactly as its adapter" in kept
+    slipped = analysis("reversibility", "LoRA r=4", {"adapted": (80.0, 45.0, 30.0),
+                                                     "removed": (40.0, BASELINE - 2, HEAD_BASELINE)})
+    assert "exactly in 1 of 2 reversible runs" in analysis_notes.reversal_sentence([back, slipped])
+    curve = analysis("interpolation", "Full", {0.0: (40.0, 50.0, 60.0), 0.5: (60.0, 49.5, 50.0),
+                                               1.0: (80.0, 45.0, 30.0)})
+    moved = analysis_notes.interpolation_sentence([curve])
+    assert "Full keeps k-NN within 1 point of the pre-trained backbone up to alpha = 0.5" in moved
+    assert "reaches 60.00% on the new domain (80.00% at alpha = 1" in moved
+    headline = analysis_notes.beyond_headline({"reversibility": [back], "interpolation": [curve]}, [])
+    assert headline.startswith("**In short.**") and kept in headline and moved in headline
+    assert analysis_notes.beyond_headline({}, []) == ""  # nothing recorded: nothing claimed

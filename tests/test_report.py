@@ -145,6 +145,14 @@ def test_the_provenance_table_reads_the_card(tmp_path, monkeypatch):
     assert table.loc["wall time", ""] == "20.5 min (4,878 images/s while training)"
     assert table.loc["quality bar", ""] == "met (k=20 at least 88.0%)"
     assert "60,000 fashion_mnist training images (labels unused), 100 epochs, batch 512" in table.loc["pre-training", ""]
+    assert table.loc["backbone", ""] == "mini: depth: 12"
+    assert table.loc["made", ""] == "2026-11-23T10:00:00+00:00, commit abc123"
+    dirty = tables.provenance(card(environment={"hardware": "CPU", "git_commit": "0123456789abcdef0123-dirty"}))
+    assert dirty.loc["made", ""].endswith("commit 0123456789ab, with changes not yet committed")  # no "-dirty"
+    vit = {"depth": 12, "embed_dim": 64, "num_heads": 4, "patch_size": 7, "img_size": 28, "in_chans": 1,
+           "qkv_bias": True}
+    assert tables.architecture_text(vit) == ("12 blocks of width 64, 4 heads, 7x7 patches of 28x28 images with 1 channel "
+                                             "(qkv bias: yes)")  # no dict repr
     missed = tables.provenance(card(quality_bar={"k": 20, "min_accuracy": 88.0, "met": False}))
     assert missed.loc["quality bar", ""].startswith("NOT met")
     monkeypatch.setenv("VITCF_WEIGHTS_DIR", str(tmp_path))
@@ -379,7 +387,8 @@ def test_the_domains_table_gives_each_configurations_mean_or_what_to_run(smoke_r
     assert row["seeds"] == 2 and row["new-domain accuracy (%)"] == round(linear["new_domain_accuracy"].mean(), 2)
     assert row["pre-training k-NN k=20 (%)"] == round(linear["pretrain_knn"].mean(), 2)
     assert set(table.loc["paper-dtd"].index) == {"Linear", "LoRA r=8", "Block exp. p=2"}
-    assert table.loc[("paper-food101", "-"), "note"] == "no records yet: vitcf sweep --preset paper-food101"
+    assert table.loc[("paper-food101", sections.NONE_YET), "note"] == "no records yet: vitcf sweep --preset paper-food101"
+    assert table.loc[("paper-food101", sections.NONE_YET), "new-domain accuracy (%)"] == sections.NONE_YET  # not None
 
 
 def test_the_papers_claims_hold_on_its_numbers_and_are_tested_on_ours():
@@ -462,3 +471,10 @@ def test_a_long_table_folds_away_with_its_rows_as_a_csv_download():
     assert "r39" in html and "drop</th>" in html  # every row and column, none cut
     styled = tables.collapsible(frame.style.format({"drop": "{:.2f}"}), "Styled", "s.csv").data
     assert "13.00" in styled  # the Styler's formatting kept
+
+
+def test_the_budget_table_reads_as_numbers_not_floats():
+    summary = {"runs": [{"run": "Full", "seconds": 48.4, "train_images_per_second": 1333.25}]}
+    html = tables.budget_runs_table(summary).to_html()
+    assert ">48.4<" in html and ">1,333<" in html and "48.400000" not in html
+    assert "seconds (incl. probes)" in html and ">0<" not in html  # the columns named for readers, no index

@@ -55,15 +55,18 @@ def backbone_extras(preset) -> list:
     return shown
 
 
+NONE_YET = "—"  # a cell of the paper domains' table while the preset has no records
+
+
 def paper_domains_table(domains: tuple[str, ...]) -> pd.DataFrame:
     """Per `paper-<domain>` preset: its records' configurations and seeds (mean over seeds), or a row
-    saying that none is recorded and what to run."""
+    saying that none is recorded and what to run (NONE_YET in its number cells)."""
     rows = []
     for domain in domains:
         study = load_study(f"paper-{domain}")
         if study.empty or study.overridden:
-            rows.append({"preset": f"paper-{domain}", "configuration": "-", "seeds": 0,
-                         "new-domain accuracy (%)": None, f"pre-training k-NN k={HEADLINE_K} (%)": None,
+            rows.append({"preset": f"paper-{domain}", "configuration": NONE_YET, "seeds": 0,
+                         "new-domain accuracy (%)": NONE_YET, f"pre-training k-NN k={HEADLINE_K} (%)": NONE_YET,
                          "note": f"no records yet: vitcf sweep --preset paper-{domain}" if not study.overridden
                          else f"this build shows {study.preset} in place of it"})
             continue

@@ -92,6 +92,33 @@ def protocol_table(preset) -> pd.DataFrame:
     return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="setting"))
 
 
+def architecture_text(arch: dict) -> str:
+    """A ViT's architecture as a reader says it: '12 blocks of width 64, 4 heads, 7x7 patches of 28x28
+    images with 1 channel', then any other setting in words (timm's keyword names)."""
+    phrases = (  # (the settings a phrase needs, the phrase), in reading order
+        (("depth", "embed_dim"), lambda a: f"{a['depth']} blocks of width {a['embed_dim']}"),
+        (("num_heads",), lambda a: f"{a['num_heads']} heads"),
+        (("patch_size",), lambda a: f"{a['patch_size']}x{a['patch_size']} patches"),
+        (("img_size",), lambda a: f"of {a['img_size']}x{a['img_size']} images"),
+        (("in_chans",), lambda a: f"with {a['in_chans']} channel{'s' if a['in_chans'] != 1 else ''}"))
+    said = [(keys, phrase(arch)) for keys, phrase in phrases if set(keys) <= set(arch)]
+    listed = ", ".join(text for keys, text in said if keys[0] not in ("img_size", "in_chans"))
+    text = " ".join(part for part in [listed, *(t for k, t in said if k[0] in ("img_size", "in_chans"))] if part)
+    rest = {k: v for k, v in arch.items() if not any(k in keys for keys, _ in said)}
+    if not rest:
+        return text
+    return f"{text} ({readable(rest)})" if text else readable(rest)
+
+
+def commit_text(commit: str | None) -> str:
+    """Where in the code's history something was made, in words: 'commit 1a2b3c4d5e6f' and whether the
+    checkout had changes not yet committed then (git's '-dirty' suffix)."""
+    if not commit:
+        return "outside a git checkout"
+    sha, dirty = commit.removesuffix("-dirty"), commit.endswith("-dirty")
+    return f"commit {sha[:12]}" + (", with changes not yet committed" if dirty else "")
+
+
 def provenance(card: dict) -> pd.DataFrame:
     """The card's facts as a two-column table: what was trained, on what, how long, how well."""
     k = card["quality_bar"]["k"]
@@ -99,7 +126,7 @@ def provenance(card: dict) -> pd.DataFrame:
     config = card["config"]
     wall = card.get("wall_seconds") or card["train_seconds"]
     rows = {
-        "backbone": f"{card['backbone']}: {card['architecture']}",
+        "backbone": f"{card['backbone']}: {architecture_text(card['architecture'])}",
         "pre-training": f"DINO on {card['data']['images']:,} {card['data']['dataset']} training images "
                         f"(labels unused), {config['epochs']} epochs, batch {config['batch_size']}, seed {card['seed']}",
         "hardware": card["environment"]["hardware"],
@@ -109,7 +136,7 @@ def provenance(card: dict) -> pd.DataFrame:
         "quality bar": quality_text(card["quality_bar"]),
         "k-NN protocol": card["knn"]["protocol"],
         "weights": f"{card['weights']['file']}, {card['weights']['bytes']:,} bytes, sha256 {card['weights']['sha256']}",
-        "made": f"{card['created_at']} at commit {card['environment']['git_commit']}",
+        "made": f"{card['created_at']}, {commit_text(card['environment']['git_commit'])}",
     }
     return pd.DataFrame({"": list(rows.values())}, index=pd.Index(list(rows), name="pre-trained backbone"))
 
@@ -203,9 +230,13 @@ def design_table(design: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=DESIGN_COLUMNS)
 
 
+NO_STATE = "—"  # the reversibility table's cell for a state a method has no form in
+
+
 def reversibility_table(records: list[dict], k: int = HEADLINE_K) -> pd.DataFrame:
     """Per reversible run and state: the new-domain accuracy and the drop of both probes of the
-    pre-training domain (`curve_frames.reversibility_frame`, states as columns)."""
+    pre-training domain (`curve_frames.reversibility_frame`, states as columns), two decimals; a state a
+    method has no form in (block expansion cannot be merged) reads NO_STATE."""
     values = {"new_domain_accuracy": "new domain (%)", "drop": f"k-NN drop (points), k={k}",
               "linear_head_drop": "linear-head drop (points)"}
     frame = reversibility_frame(records, k)
@@ -214,7 +245,8 @@ def reversibility_table(records: list[dict], k: int = HEADLINE_K) -> pd.DataFram
     states += [s for s in table.columns.get_level_values(1).unique() if s not in states]
     shown = [v for v in values if v in table.columns.get_level_values(0)]  # no linear head in older records
     columns = pd.MultiIndex.from_tuples([(v, s) for v in shown for s in states if (v, s) in table.columns])
-    return table[columns].rename(columns=values, level=0).rename_axis(columns=[None, "state"]).round(2)
+    table = table[columns].rename(columns=values, level=0).rename_axis(columns=[None, "state"])
+    return table.map(lambda v: NO_STATE if pd.isna(v) else f"{v:.2f}")
 
 
 def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -312,3 +344,11 @@ def resolution_effect_view(effects: pd.DataFrame) -> pd.DataFrame:
     wide.columns = [f"{probe}: drop at this size minus at {native} px" for probe in wide.columns]
     wide.index.names = ["method", "source size (px)"]
     return wide.reset_index()
+
+
+def budget_runs_table(summary: dict):
+    """The timed runs of a budget benchmark (`benchmarks/mini_budget.py`'s document), one row per run:
+    seconds to one decimal, images per second whole, no index."""
+    frame = pd.DataFrame(summary["runs"]).rename(columns={"seconds": "seconds (incl. probes)",
+                                                          "train_images_per_second": "training images/s"})
+    return frame.style.hide(axis="index").format({"seconds (incl. probes)": "{:,.1f}", "training images/s": "{:,.0f}"})
