@@ -504,10 +504,13 @@ def test_ctrl_c_in_a_local_sweep_cancels_its_job_frees_its_claim_and_exits_130(t
     import types
 
     import vitcf.engine.executors as executors
+    import vitcf.engine.sweep as sweeps
 
     fault()
     folder = tmp_path / "results"
     lock, pressed = folder / "linear_seed0.lock", []
+    # The job's run cannot finish before Ctrl-C, however slow the machine: its notebook waits first.
+    monkeypatch.setitem(sweeps.sweep.__kwdefaults__, "notebook", faulty_notebook(tmp_path, "import time\ntime.sleep(300)"))
 
     def sleep(seconds):  # Ctrl-C while the sweep waits for its job, once the job holds its run's claim
         if not pressed and lock.exists():
