@@ -478,3 +478,12 @@ def test_the_budget_table_reads_as_numbers_not_floats():
     html = tables.budget_runs_table(summary).to_html()
     assert ">48.4<" in html and ">1,333<" in html and "48.400000" not in html
     assert "seconds (incl. probes)" in html and ">0<" not in html  # the columns named for readers, no index
+
+
+def test_a_folded_table_reads_as_words_and_numbers():
+    frame = pd.DataFrame({"method": ["LoRA r=1"], "learning rate": [0.005], "trainable params": [21323],
+                          "k-NN sd": [float("nan")], "new domain (%)": [11.234]})
+    html = tables.collapsible(frame, "Every configuration", "rows.csv").data
+    assert ">0.005<" in html and ">21,323<" in html and ">11.23<" in html and f">{tables.MISSING}<" in html
+    assert "nan" not in html.split("</a>")[1] and "0.005000" not in html  # the table, not the CSV link
+    assert "0.005" in html.split("</a>")[0]  # the CSV keeps the numbers as they are

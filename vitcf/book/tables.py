@@ -40,6 +40,22 @@ def full_table(frame: pd.DataFrame, index: bool = True):
     return styler if index else styler.hide(axis="index")
 
 
+RATE_COLUMNS = ("learning rate", "lr")  # shown in their shortest form (0.005), not to two decimals
+MISSING = "—"  # a cell with no value (a spread over one seed, a probe a record did not measure)
+
+
+def reader_style(frame: pd.DataFrame):
+    """`frame` styled for reading: no index, whole numbers with thousands separators, rates in their
+    shortest form, other numbers to two decimals, MISSING where there is no value."""
+    formats = {}
+    for column in frame.columns:
+        if pd.api.types.is_integer_dtype(frame[column]):
+            formats[column] = "{:,}"
+        elif pd.api.types.is_float_dtype(frame[column]):
+            formats[column] = "{:g}" if column in RATE_COLUMNS else "{:.2f}"
+    return frame.style.hide(axis="index").format(formats, na_rep=MISSING)
+
+
 def collapsible(table, summary: str, filename: str):
     """A long table (a DataFrame or its Styler) folded under `summary`, with its rows as a CSV download
     (a data: link, so it works in the static book, offline). The page stays readable; nothing is cut."""
@@ -49,7 +65,7 @@ def collapsible(table, summary: str, filename: str):
     from IPython.display import HTML
 
     if isinstance(table, pd.DataFrame):
-        frame, styler = table, table.style.hide(axis="index")
+        frame, styler = table, reader_style(table)
     else:  # a Styler: its data, as styled
         frame, styler = table.data, table
     csv = frame.to_csv(index=False)
