@@ -42,9 +42,9 @@ def drift_sentence(runs: list[dict], labels=HEADLINE_LABELS) -> str | None:
     for label in (label for label in labels if label in set(mean.label)):
         rows = mean[mean.label == label]
         low = rows.loc[rows.cka.idxmin()]
-        parts.append(f"{label} at block {int(low.block)} (CKA {low.cka:.2f})")
-    return ("The representation moved most, in linear CKA with the pre-trained backbone, for " + "; ".join(parts)
-            + " (1: unchanged).") if parts else None
+        parts.append(f"{label} at block {int(low.block)} ({low.cka:.2f})")
+    return ("The representation moved most (linear CKA with the pre-trained backbone; 1: unchanged) for "
+            + "; ".join(parts) + ".") if parts else None
 
 
 def interpolation_sentence(records: list[dict], k: int = 20) -> str | None:
