@@ -41,7 +41,7 @@ def test_a_results_page_without_records_finishes_with_a_sentence(installed, tmp_
 
 def _run_outside(page: str, work: Path, pythonpath: str) -> tuple[list, str]:
     """Execute results page `page` in folder `work` with vitcf imported from `pythonpath` and no VITCF_
-    setting; return its cells and its shown text (Markdown, HTML and printed text, glued or displayed)."""
+    setting; return its cells and its shown text (Markdown and HTML, glued or displayed, and printed text)."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(REPO / "notebooks" / f"{page}.ipynb", as_version=4)
@@ -53,7 +53,7 @@ def _run_outside(page: str, work: Path, pythonpath: str) -> tuple[list, str]:
         patch.setenv("PYTHONPATH", pythonpath)
         client.execute()
     shown = "\n".join(
-        "".join(str(v) for k, v in output.get("data", {}).items() if k.startswith("text/")) + str(output.get("text", ""))
+        "".join(str(v) for k, v in output.get("data", {}).items() if k.endswith(("text/markdown", "text/html"))) + str(output.get("text", ""))
         for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", []))
     return nb.cells, shown
 
