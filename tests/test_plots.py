@@ -503,7 +503,7 @@ def test_the_analyses_show_both_probes():
     assert list(table.columns.get_level_values(0).unique()) == [
         "new domain (%)", "k-NN drop (points), k=20", "linear-head drop (points)"]
     assert table.loc[("LoRA r=8", 0), ("linear-head drop (points)", "adapted")] == "30.00"
-    assert table.loc[("LoRA r=4", 0), ("new domain (%)", "removed")] == tables.NO_STATE  # no such state: no NaN
+    assert table.loc[("LoRA r=4", 0), ("new domain (%)", "removed")] == tables.MISSING  # no such state: no NaN
     assert list(tables.reversibility_table([older]).columns.get_level_values(0).unique()) == [
         "new domain (%)", "k-NN drop (points), k=20"]  # a record without the head: no empty column
 

@@ -387,8 +387,8 @@ def test_the_domains_table_gives_each_configurations_mean_or_what_to_run(smoke_r
     assert row["seeds"] == 2 and row["new-domain accuracy (%)"] == round(linear["new_domain_accuracy"].mean(), 2)
     assert row["pre-training k-NN k=20 (%)"] == round(linear["pretrain_knn"].mean(), 2)
     assert set(table.loc["paper-dtd"].index) == {"Linear", "LoRA r=8", "Block exp. p=2"}
-    assert table.loc[("paper-food101", sections.NONE_YET), "note"] == "no records yet: vitcf sweep --preset paper-food101"
-    assert table.loc[("paper-food101", sections.NONE_YET), "new-domain accuracy (%)"] == sections.NONE_YET  # not None
+    assert table.loc[("paper-food101", tables.MISSING), "note"] == "no records yet: vitcf sweep --preset paper-food101"
+    assert table.loc[("paper-food101", tables.MISSING), "new-domain accuracy (%)"] == tables.MISSING  # not None
 
 
 def test_the_papers_claims_hold_on_its_numbers_and_are_tested_on_ours():

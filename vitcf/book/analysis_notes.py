@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from vitcf.book.curve_frames import drift_frame, interpolation_frame, reversibility_frame
+from vitcf.book.notes import HEADLINE_LABELS
 
-HEADLINE_LABELS = ("Full", "LoRA r=8", "Block exp. p=2")  # one configuration of each of the paper's families
 NEAR = 1.0  # points: a k-NN accuracy this close to the pre-trained backbone's counts as kept
 
 

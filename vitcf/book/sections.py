@@ -13,7 +13,7 @@ from vitcf.book.pages import load_study, repo_relative, weights_card
 from vitcf.book.setup_notes import backbone_note
 from vitcf.book.site import embed
 from vitcf.book.stats import HEADLINE_K, label_summary
-from vitcf.book.tables import provenance, recipe_table
+from vitcf.book.tables import MISSING, provenance, recipe_table
 from vitcf.model.backbones import get_spec, weights_dir
 
 
@@ -55,18 +55,15 @@ def backbone_extras(preset) -> list:
     return shown
 
 
-NONE_YET = "—"  # a cell of the paper domains' table while the preset has no records
-
-
 def paper_domains_table(domains: tuple[str, ...]) -> pd.DataFrame:
     """Per `paper-<domain>` preset: its records' configurations and seeds (mean over seeds), or a row
-    saying that none is recorded and what to run (NONE_YET in its number cells)."""
+    saying that none is recorded and what to run (`tables.MISSING` in its cells)."""
     rows = []
     for domain in domains:
         study = load_study(f"paper-{domain}")
         if study.empty or study.overridden:
-            rows.append({"preset": f"paper-{domain}", "configuration": NONE_YET, "seeds": 0,
-                         "new-domain accuracy (%)": NONE_YET, f"pre-training k-NN k={HEADLINE_K} (%)": NONE_YET,
+            rows.append({"preset": f"paper-{domain}", "configuration": MISSING, "seeds": 0,
+                         "new-domain accuracy (%)": MISSING, f"pre-training k-NN k={HEADLINE_K} (%)": MISSING,
                          "note": f"no records yet: vitcf sweep --preset paper-{domain}" if not study.overridden
                          else f"this build shows {study.preset} in place of it"})
             continue

@@ -41,7 +41,7 @@ def full_table(frame: pd.DataFrame, index: bool = True):
 
 
 RATE_COLUMNS = ("learning rate", "lr")  # shown in their shortest form (0.005), not to two decimals
-MISSING = "—"  # a cell with no value (a spread over one seed, a probe a record did not measure)
+MISSING = "—"  # a cell with no value (a spread over one seed, a state a method has no form in, no records yet)
 
 
 def reader_style(frame: pd.DataFrame):
@@ -246,13 +246,10 @@ def design_table(design: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=DESIGN_COLUMNS)
 
 
-NO_STATE = "—"  # the reversibility table's cell for a state a method has no form in
-
-
 def reversibility_table(records: list[dict], k: int = HEADLINE_K) -> pd.DataFrame:
     """Per reversible run and state: the new-domain accuracy and the drop of both probes of the
     pre-training domain (`curve_frames.reversibility_frame`, states as columns), two decimals; a state a
-    method has no form in (block expansion cannot be merged) reads NO_STATE."""
+    method has no form in (block expansion cannot be merged) reads MISSING."""
     values = {"new_domain_accuracy": "new domain (%)", "drop": f"k-NN drop (points), k={k}",
               "linear_head_drop": "linear-head drop (points)"}
     frame = reversibility_frame(records, k)
@@ -262,7 +259,7 @@ def reversibility_table(records: list[dict], k: int = HEADLINE_K) -> pd.DataFram
     shown = [v for v in values if v in table.columns.get_level_values(0)]  # no linear head in older records
     columns = pd.MultiIndex.from_tuples([(v, s) for v in shown for s in states if (v, s) in table.columns])
     table = table[columns].rename(columns=values, level=0).rename_axis(columns=[None, "state"])
-    return table.map(lambda v: NO_STATE if pd.isna(v) else f"{v:.2f}")
+    return table.map(lambda v: MISSING if pd.isna(v) else f"{v:.2f}")
 
 
 def runs_table(frame: pd.DataFrame) -> pd.DataFrame:

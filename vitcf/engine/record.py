@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from vitcf.base.checks import IntRange, NumberRange
+
 
 class _Absent:
     """The value of an optional field a record does not hold (left out of `to_dict`)."""
@@ -34,10 +36,6 @@ ABSENT: Any = _Absent()
 
 class RecordFieldError(ValueError):
     """A record lacks fields it must hold, or holds one of the wrong type; the message names them."""
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def type_problem(value, kind: str) -> str | None:
@@ -58,11 +56,10 @@ def _scores(value) -> str | None:
 # [0, 100], "nonnegative" finite and >= 0, "count" an integer >= 0, "scores" k -> percent (at least one).
 TYPES = {
     "text": lambda v: None if isinstance(v, str) else f"{v!r} is not text",
-    "count": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else
-    f"{v!r} is not an integer >= 0",
-    "number": lambda v: None if _finite(v) else f"{v!r} is not a finite number",
-    "nonnegative": lambda v: None if _finite(v) and v >= 0 else f"{v!r} is not a finite number >= 0",
-    "percent": lambda v: None if _finite(v) and 0 <= v <= 100 else f"{v!r} is not a percentage in [0, 100]",
+    "count": lambda v: None if IntRange(0).admits(v) else f"{v!r} is not an integer >= 0",
+    "number": lambda v: None if NumberRange(-math.inf).admits(v) else f"{v!r} is not a finite number",
+    "nonnegative": lambda v: None if NumberRange(0).admits(v) else f"{v!r} is not a finite number >= 0",
+    "percent": lambda v: None if NumberRange(0, 100).admits(v) else f"{v!r} is not a percentage in [0, 100]",
     "scores": _scores,
     "flag": lambda v: None if isinstance(v, bool) else f"{v!r} is not true or false",
     "mapping": lambda v: None if isinstance(v, dict) else f"{v!r} is not an object",
